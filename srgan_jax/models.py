@@ -1,0 +1,179 @@
+"""SRResNet generator and SRGAN discriminator (Ledig et al. 2017, Fig. 4), in Flax linen.
+
+Both models are pure: `init` gives `{'params', 'batch_stats'}` and `apply(..., train=True,
+mutable=['batch_stats'])` returns the output and the updated statistics. Images are NHWC. The
+generator maps LR in [0, 1] to SR in [-1, 1]; the discriminator maps HR-range images to one logit.
+
+Convolutions directly followed by BatchNorm carry no bias (BN's shift cancels it); every other
+convolution has one. This is the usual reading of the paper and matches the PyTorch peer.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+BN_MOMENTUM = 0.9  # running-average decay, the same as PyTorch's momentum=0.1
+BN_EPSILON = 1e-5
+LEAKY_SLOPE = 0.2
+DISCRIMINATOR_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))
+
+
+def pixel_shuffle(x: jnp.ndarray, factor: int) -> jnp.ndarray:
+    """Rearranges [N, H, W, C*r*r] into [N, H*r, W*r, C] (sub-pixel convolution, Shi et al. 2016).
+
+    Channel order is TensorFlow's `depth_to_space` (r1, r2, c): output pixel (h*r + i, w*r + j, c)
+    is input channel (i*r + j)*C + c. PyTorch's `nn.PixelShuffle` reads channel c*r*r + i*r + j
+    instead; use `pytorch_to_depth_to_space_order` to convert a PyTorch conv's output channels.
+    """
+    n, h, w, channels = x.shape
+    if channels % (factor * factor):
+        raise ValueError(f"pixel_shuffle: {channels} channels are not divisible by {factor}^2")
+    c = channels // (factor * factor)
+    x = x.reshape(n, h, w, factor, factor, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h * factor, w * factor, c)
+
+
+def pytorch_to_depth_to_space_order(channels: int, factor: int) -> np.ndarray:
+    """Index array `idx` such that `kernel_ours = kernel_torch[..., idx]` for the conv before a shuffle.
+
+    Our channel (i*r + j)*C + c must hold PyTorch's channel c*r*r + i*r + j, so that both models
+    put the same value at each output pixel.
+    """
+    c = channels // (factor * factor)
+    ij, cc = np.divmod(np.arange(channels), c)
+    return cc * factor * factor + ij
+
+
+def batch_norm(
+    train: bool, dtype: Dtype, param_dtype: Dtype, axis_name: str | None
+) -> Callable[..., nn.Module]:
+    """BatchNorm factory shared by both models: batch statistics when training, running ones not."""
+    return functools.partial(
+        nn.BatchNorm,
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPSILON,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        axis_name=axis_name,
+    )
+
+
+class PReLU(nn.Module):
+    """Parametric ReLU with one learned slope per channel, initialised to 0.25 (He et al. 2015).
+
+    flax's `nn.PReLU` has a single scalar slope starting at 0.01, which is not the paper's layer.
+    """
+
+    init_slope: float = 0.25
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        slope = self.param(
+            "slope", nn.initializers.constant(self.init_slope), (x.shape[-1],), self.param_dtype
+        )
+        return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
+
+
+class ResidualBlock(nn.Module):
+    """k3n64s1 -> BN -> PReLU -> k3n64s1 -> BN, plus the identity."""
+
+    conv: Callable[..., nn.Module]
+    norm: Callable[..., nn.Module]
+    act: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        channels = x.shape[-1]
+        y = self.conv(channels, (3, 3), use_bias=False)(x)
+        y = self.act()(self.norm()(y))
+        y = self.conv(channels, (3, 3), use_bias=False)(y)
+        return x + self.norm()(y)
+
+
+class Generator(nn.Module):
+    """SRResNet: the SRGAN generator, `scale`x upscaling of LR in [0, 1] to SR in [-1, 1].
+
+    Attributes:
+      num_blocks: residual blocks B (16 in the paper).
+      channels: feature channels (64 in the paper).
+      scale: upscale factor, a power of two (2, 4 or 8); one [conv, shuffle x2, PReLU] per doubling.
+      dtype: computation dtype (e.g. bfloat16); BN statistics and the output stay float32.
+      param_dtype: parameter dtype.
+      bn_axis_name: pmap/shard_map axis over which BN averages batch statistics (cross-replica BN).
+    """
+
+    num_blocks: int = 16
+    channels: int = 64
+    scale: int = 4
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, lr: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if self.scale not in (2, 4, 8):
+            raise ValueError(f"Generator.scale must be 2, 4 or 8, got {self.scale}")
+        if lr.ndim != 4 or lr.shape[-1] != 3:
+            raise ValueError(f"Generator expects [N, H, W, 3] LR images, got shape {lr.shape}")
+        conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        norm = batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
+        act = functools.partial(PReLU, param_dtype=self.param_dtype)
+
+        x = lr.astype(self.dtype)
+        x = act()(conv(self.channels, (9, 9))(x))
+        skip = x
+        for _ in range(self.num_blocks):
+            x = ResidualBlock(conv=conv, norm=norm, act=act)(x)
+        x = norm()(conv(self.channels, (3, 3), use_bias=False)(x)) + skip
+        for _ in range(int(math.log2(self.scale))):
+            x = conv(self.channels * 4, (3, 3))(x)
+            x = act()(pixel_shuffle(x, 2))
+        x = conv(3, (9, 9))(x)
+        return x.astype(jnp.float32)
+
+
+class Discriminator(nn.Module):
+    """SRGAN discriminator: 8 conv layers, Dense 1024, Dense 1; returns one logit per image.
+
+    The dense layer fixes the input size: `input_size`x`input_size` (96 in the paper, giving a
+    6x6x512 feature map). Other sizes get an error naming the expected one.
+    """
+
+    input_size: int = 96
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        expected = (self.input_size, self.input_size, 3)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"Discriminator is built for [N, {self.input_size}, {self.input_size}, 3] images "
+                f"(Discriminator.input_size={self.input_size}), got shape {tuple(images.shape)}"
+            )
+        if self.input_size % 16:
+            raise ValueError(f"Discriminator.input_size must be a multiple of 16, got {self.input_size}")
+        conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
+        norm = batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
+        act = functools.partial(nn.leaky_relu, negative_slope=LEAKY_SLOPE)
+
+        x = act(conv(64, (3, 3))(images.astype(self.dtype)))
+        for features, stride in DISCRIMINATOR_BLOCKS:
+            x = conv(features, (3, 3), strides=(stride, stride), use_bias=False)(x)
+            x = act(norm()(x))
+        x = x.reshape(x.shape[0], -1)
+        x = act(nn.Dense(1024, dtype=self.dtype, param_dtype=self.param_dtype)(x))
+        logit = nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        return logit[:, 0].astype(jnp.float32)

@@ -43,7 +43,7 @@ def pixel_shuffle(x: jnp.ndarray, factor: int) -> jnp.ndarray:
 
 
 def pytorch_to_depth_to_space_order(channels: int, factor: int) -> np.ndarray:
-    """Index array `idx` such that `kernel_ours = kernel_torch[..., idx]` for the conv before a shuffle.
+    """Index `idx` with `kernel_ours = kernel_torch[..., idx]` for the conv before a shuffle.
 
     Our channel (i*r + j)*C + c must hold PyTorch's channel c*r*r + i*r + j, so that both models
     put the same value at each output pixel.
@@ -163,8 +163,6 @@ class Discriminator(nn.Module):
                 f"Discriminator is built for [N, {self.input_size}, {self.input_size}, 3] images "
                 f"(Discriminator.input_size={self.input_size}), got shape {tuple(images.shape)}"
             )
-        if self.input_size % 16:
-            raise ValueError(f"Discriminator.input_size must be a multiple of 16, got {self.input_size}")
         conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
         norm = batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
         act = functools.partial(nn.leaky_relu, negative_slope=LEAKY_SLOPE)

@@ -1,0 +1,62 @@
+"""SRGAN losses (Ledig et al. 2017, Sec. 2.2): pixel MSE, VGG content loss, adversarial losses.
+
+All losses are means over the batch and return float32 scalars, whatever the compute dtype of the
+arrays they receive: mixed-precision training keeps its losses in full precision.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+VGG_FEATURE_SCALE = 1.0 / 12.75  # the paper rescales VGG feature maps by this before the MSE
+ADVERSARIAL_WEIGHT = 1e-3
+
+
+def mse(prediction: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    """Mean squared error over every element, in float32."""
+    diff = prediction.astype(jnp.float32) - target.astype(jnp.float32)
+    return jnp.mean(jnp.square(diff))
+
+
+def content_loss(
+    features_fn: Callable[[jnp.ndarray], jnp.ndarray],
+    sr: jnp.ndarray,
+    hr: jnp.ndarray,
+    feature_scale: float = VGG_FEATURE_SCALE,
+) -> jnp.ndarray:
+    """VGG loss: MSE between `feature_scale`-rescaled features of SR and HR images.
+
+    `features_fn` maps images in [-1, 1] to a feature map (e.g. VGG19 phi_5_4 with frozen params).
+    The HR features are a fixed target: no gradient flows into them.
+    """
+    sr_features = features_fn(sr).astype(jnp.float32) * feature_scale
+    hr_features = jax.lax.stop_gradient(features_fn(hr).astype(jnp.float32) * feature_scale)
+    return mse(sr_features, hr_features)
+
+
+def discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:
+    """Binary cross-entropy of D: real images labelled 1, generated ones 0 (from logits, stable).
+
+    Returns the sum of the mean real and the mean fake term, the usual `BCE(D(hr), 1) +
+    BCE(D(sr), 0)` of SRGAN implementations.
+    """
+    real = optax.sigmoid_binary_cross_entropy(real_logits.astype(jnp.float32), 1.0)
+    fake = optax.sigmoid_binary_cross_entropy(fake_logits.astype(jnp.float32), 0.0)
+    return jnp.mean(real) + jnp.mean(fake)
+
+
+def generator_adversarial_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
+    """Non-saturating generator loss `-log D(G(x))`, i.e. `softplus(-logit)` without overflow."""
+    return jnp.mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)))
+
+
+def perceptual_loss(
+    content: jnp.ndarray,
+    adversarial: jnp.ndarray,
+    adversarial_weight: float = ADVERSARIAL_WEIGHT,
+) -> jnp.ndarray:
+    """The paper's perceptual loss (Eq. 3): `content + 1e-3 * adversarial`, weight configurable."""
+    return content + adversarial_weight * adversarial

@@ -1,0 +1,178 @@
+"""Generator / discriminator: shapes, exact parameter counts, pixel shuffle order, BN and dtypes."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from srgan_jax import models
+
+
+def count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def conv(k: int, cin: int, cout: int, bias: bool) -> int:
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def expected_generator_params(blocks: int, c: int, scale: int) -> int:
+    """Counted by hand from the paper's layer list (Fig. 4)."""
+    bn = 2 * c  # scale and shift
+    prelu = c  # one slope per channel
+    head = conv(9, 3, c, True) + prelu
+    residual = 2 * (conv(3, c, c, False) + bn) + prelu
+    body_end = conv(3, c, c, False) + bn
+    upsample = conv(3, c, 4 * c, True) + prelu  # PReLU acts after the shuffle: c channels
+    tail = conv(9, c, 3, True)
+    return head + blocks * residual + body_end + int(np.log2(scale)) * upsample + tail
+
+
+def expected_discriminator_params(size: int) -> int:
+    total, cin = conv(3, 3, 64, True), 64
+    for cout, stride in [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2)]:
+        total += conv(3, cin, cout, False) + 2 * cout
+        cin = cout
+        size = -(-size // stride)
+    return total + (size * size * 512 * 1024 + 1024) + (1024 + 1)
+
+
+def init(module, shape):
+    return module.init(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+
+
+def test_paper_generator_parameter_count():
+    variables = init(models.Generator(), (1, 24, 24, 3))
+    assert count(variables["params"]) == expected_generator_params(16, 64, 4) == 1_548_547
+
+
+@pytest.mark.parametrize("blocks,channels,scale", [(2, 16, 2), (3, 8, 8), (1, 32, 4)])
+def test_generator_parameter_count_variants(blocks, channels, scale):
+    variables = init(models.Generator(blocks, channels, scale), (1, 8, 8, 3))
+    assert count(variables["params"]) == expected_generator_params(blocks, channels, scale)
+
+
+@pytest.mark.parametrize("size", [96, 32])
+def test_discriminator_parameter_count(size):
+    variables = init(models.Discriminator(input_size=size), (1, size, size, 3))
+    assert count(variables["params"]) == expected_discriminator_params(size)
+    if size == 96:
+        assert count(variables["params"]) == 23_563_649
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_generator_output_shapes(scale):
+    model = models.Generator(num_blocks=1, channels=8, scale=scale)
+    variables = init(model, (1, 8, 8, 3))
+    for h, w in [(24, 24), (17, 31), (1, 1), (5, 2)]:
+        out = model.apply(variables, jnp.zeros((2, h, w, 3)))
+        assert out.shape == (2, h * scale, w * scale, 3)
+        assert out.dtype == jnp.float32
+
+
+def test_generator_rejects_bad_scale_and_shape():
+    with pytest.raises(ValueError, match="scale must be 2, 4 or 8"):
+        init(models.Generator(scale=3), (1, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        init(models.Generator(), (8, 8, 3))
+
+
+def test_generator_output_is_not_clamped():
+    model = models.Generator(num_blocks=1, channels=8)
+    variables = init(model, (1, 8, 8, 3))
+    params = jax.tree.map(lambda x: x, variables["params"])
+    tail = sorted(k for k in params if k.startswith("Conv_"))[-1]
+    params[tail]["bias"] = jnp.full((3,), 5.0)
+    out = model.apply({**variables, "params": params}, jnp.zeros((1, 4, 4, 3)))
+    assert float(out.min()) > 1.0  # a clamp or tanh would cap it at 1
+
+
+def test_discriminator_logits_and_size_error():
+    model = models.Discriminator(input_size=32)
+    variables = init(model, (1, 32, 32, 3))
+    assert model.apply(variables, jnp.zeros((5, 32, 32, 3))).shape == (5,)
+    with pytest.raises(ValueError, match=r"\[N, 32, 32, 3\].*input_size=32.*\(5, 48, 48, 3\)"):
+        model.apply(variables, jnp.zeros((5, 48, 48, 3)))
+
+
+def numpy_depth_to_space(x: np.ndarray, r: int) -> np.ndarray:
+    n, h, w, ch = x.shape
+    c = ch // (r * r)
+    out = np.zeros((n, h * r, w * r, c), x.dtype)
+    for y, xx, i, j, k in itertools.product(range(h), range(w), range(r), range(r), range(c)):
+        out[:, y * r + i, xx * r + j, k] = x[:, y, xx, (i * r + j) * c + k]
+    return out
+
+
+def numpy_torch_pixel_shuffle(x: np.ndarray, r: int) -> np.ndarray:
+    """PyTorch's nn.PixelShuffle written out, in NHWC: input channel k*r*r + i*r + j."""
+    n, h, w, ch = x.shape
+    c = ch // (r * r)
+    out = np.zeros((n, h * r, w * r, c), x.dtype)
+    for y, xx, i, j, k in itertools.product(range(h), range(w), range(r), range(r), range(c)):
+        out[:, y * r + i, xx * r + j, k] = x[:, y, xx, k * r * r + i * r + j]
+    return out
+
+
+@pytest.mark.parametrize("r,c", [(2, 3), (3, 2), (2, 1)])
+def test_pixel_shuffle_matches_numpy_and_torch_order(r, c):
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, c * r * r)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(models.pixel_shuffle(jnp.asarray(x), r)),
+                                  numpy_depth_to_space(x, r))
+    perm = models.pytorch_to_depth_to_space_order(c * r * r, r)
+    np.testing.assert_array_equal(np.asarray(models.pixel_shuffle(jnp.asarray(x[..., perm]), r)),
+                                  numpy_torch_pixel_shuffle(x, r))
+
+
+def test_pixel_shuffle_rejects_indivisible_channels():
+    with pytest.raises(ValueError, match="not divisible"):
+        models.pixel_shuffle(jnp.zeros((1, 2, 2, 6)), 2)
+
+
+def test_prelu_has_per_channel_slopes_starting_at_a_quarter():
+    layer = models.PReLU()
+    x = jnp.array([[-4.0, 2.0, -1.0]])
+    variables = layer.init(jax.random.key(0), x)
+    np.testing.assert_array_equal(variables["params"]["slope"], np.full(3, 0.25, np.float32))
+    slopes = jnp.array([0.5, 0.1, 2.0])
+    np.testing.assert_allclose(layer.apply({"params": {"slope": slopes}}, x), [[-2.0, 2.0, -2.0]])
+
+
+def test_batchnorm_train_uses_batch_statistics_and_eval_uses_running_ones():
+    model = models.Generator(num_blocks=1, channels=8, scale=2)
+    variables = init(model, (1, 6, 6, 3))
+    rng = np.random.default_rng(0)
+    batch = jnp.asarray(rng.uniform(size=(4, 6, 6, 3)), jnp.float32)
+    other = batch.at[1:].set(jnp.asarray(rng.uniform(size=(3, 6, 6, 3)) * 3.0))
+
+    train_a, updates = model.apply(variables, batch, train=True, mutable=["batch_stats"])
+    train_b, _ = model.apply(variables, other, train=True, mutable=["batch_stats"])
+    assert not np.allclose(train_a[0], train_b[0])  # sample 0 depends on its batch mates
+    changed = jax.tree.map(lambda a, b: not np.allclose(a, b), updates["batch_stats"],
+                           variables["batch_stats"])
+    assert all(jax.tree.leaves(changed))
+
+    eval_a = model.apply(variables, batch)
+    eval_b = model.apply(variables, other)
+    np.testing.assert_allclose(eval_a[0], eval_b[0], rtol=1e-6)  # independent of batch mates
+    mean = jax.tree.leaves(updates["batch_stats"])[0]
+    assert mean.dtype == jnp.float32
+
+
+def test_bfloat16_compute_keeps_float32_params_and_matches_float32():
+    x = jnp.asarray(np.random.default_rng(1).uniform(size=(2, 8, 8, 3)), jnp.float32)
+    f32 = models.Generator(num_blocks=2, channels=16)
+    bf16 = models.Generator(num_blocks=2, channels=16, dtype=jnp.bfloat16)
+    variables = init(f32, (1, 8, 8, 3))
+    bf16_vars = init(bf16, (1, 8, 8, 3))
+    assert {x.dtype for x in jax.tree.leaves(bf16_vars)} == {jnp.dtype(jnp.float32)}
+    out32, out16 = f32.apply(variables, x), bf16.apply(variables, x)
+    assert out16.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(out32 - out16))) < 0.05 * float(jnp.max(jnp.abs(out32)))
+    assert not np.array_equal(out32, out16)  # really computed in bf16
+
+    d16 = models.Discriminator(input_size=32, dtype=jnp.bfloat16)
+    d_vars = init(d16, (1, 32, 32, 3))
+    assert {x.dtype for x in jax.tree.leaves(d_vars)} == {jnp.dtype(jnp.float32)}
+    assert d16.apply(d_vars, jnp.zeros((2, 32, 32, 3))).dtype == jnp.float32

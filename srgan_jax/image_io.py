@@ -1,0 +1,401 @@
+"""Image files in and out: 8-bit RGB for training, full fidelity for upscaling real images.
+
+Pillow and numpy only (no TensorFlow). Two readers:
+
+* `read_rgb(path)` gives the uint8 (H, W, 3) RGB array training and evaluation want, whatever the
+  file holds (gray, palette, RGBA, CMYK, 16-bit, float, EXIF-rotated).
+* `read_image(path)` keeps what the file holds, for the upscale CLI: 8 or 16 bits, gray or colour,
+  alpha, and the ICC profile.
+
+Pillow has no 16-bit RGB(A) mode: it reads 16-bit colour PNG/TIFF files by keeping only the high
+byte of each sample. `read_image` recovers the full samples by decoding such a file a second time
+with the byte order of its raw mode swapped (which yields the low bytes), so the C decoders still do
+all the work. For the same reason `write_image` writes 16-bit PNG and TIFF files with the small
+encoders below (zlib, PNG Paeth filter / TIFF deflate with horizontal predictor).
+
+Every failure to read a file raises `ImageReadError`, whose message names the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import os
+import struct
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+EXIF_ORIENTATION = 0x0112
+FILE_FORMATS = {  # file extension -> Pillow format name, for `write_image`
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+_EIGHT_BIT_ONLY = frozenset({"JPEG", "WEBP", "BMP"})
+
+# Raw modes in which Pillow keeps only the high byte of 16-bit samples, and the byte-order swap
+# that makes the same decoder return the low bytes instead ("N" is native order).
+_WIDE_RAWMODES = frozenset({f"{mode};16{order}" for mode in ("RGB", "RGBA") for order in "BLN"})
+_SWAPPED_ORDER = {"16B": "16L", "16L": "16B", "16N": "16B" if sys.byteorder == "little" else "16L"}
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """An image as stored in its file.
+
+    `pixels` is uint8 or uint16, shaped (H, W) for gray, (H, W, 3) for RGB or (H, W, 4) for RGBA.
+    Gray with alpha (Pillow's LA) is returned as RGBA with the gray value in R, G and B.
+    `icc_profile` is the embedded colour profile (None if absent, or if the pixels were converted to
+    another colour space, e.g. from CMYK); `format` is Pillow's format name ('PNG', 'JPEG', ...).
+    """
+
+    pixels: np.ndarray
+    icc_profile: bytes | None = None
+    format: str | None = None
+    path: str | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.ndim == 3 and self.pixels.shape[2] == 4
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.ndim == 2
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """uint8 copy of uint8/uint16 pixels; 16-bit values are scaled by 1/257 and rounded."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype != np.uint16:
+        raise TypeError(f"expected uint8 or uint16 pixels, got {pixels.dtype}")
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) view of gray, RGB or RGBA pixels: gray is repeated, alpha is dropped."""
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    return pixels[:, :, :3]
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """The image at `path` as uint8 (H, W, 3) RGB, upright per its EXIF orientation.
+
+    Gray is repeated into three channels, alpha is dropped (not composited), palette and CMYK are
+    converted, and 16-bit or float samples are scaled to 8 bits (see `to_uint8`, `read_image`).
+    """
+    return np.ascontiguousarray(to_rgb(to_uint8(read_image(path).pixels)))
+
+
+def read_image(path: str | os.PathLike) -> ImageData:
+    """The image at `path` at full fidelity (see `ImageData`), upright per its EXIF orientation.
+
+    Mode conversions: 1-bit -> gray; palette -> RGB, or RGBA when it has transparency; gray or RGB
+    with a transparent colour -> RGBA; LA -> RGBA; CMYK (through its ICC profile when it has one),
+    YCbCr and other colour spaces -> RGB; 32-bit integer samples are clipped to 16 bits; float
+    samples are read as [0, 1] and quantised to 16 bits. The file is decoded completely, so a
+    truncated file fails here rather than later.
+    """
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as image:
+            tiles = list(image.tile)
+            image.load()
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            pixels, icc_profile = _pixels(image, name)
+            if _needs_low_bytes(image.mode, tiles):
+                pixels = _with_low_bytes(name, tiles, pixels)
+            file_format = image.format
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError
+            ) as error:
+        raise ImageReadError(f"{name}: cannot read image ({error})") from error
+    pixels = np.ascontiguousarray(apply_orientation(pixels, orientation))
+    return ImageData(pixels, _matching_icc(icc_profile, pixels), file_format, name)
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels stored with EXIF orientation 1..8, turned upright like `ImageOps.exif_transpose`."""
+    transforms: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: a[::-1].swapaxes(0, 1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: a[:, ::-1].swapaxes(0, 1),
+    }
+    return transforms.get(orientation, lambda a: a)(pixels)
+
+
+def _pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bytes | None]:
+    """Array and ICC profile of a loaded Pillow image, converted per `read_image`."""
+    mode = image.mode
+    icc_profile = image.info.get("icc_profile")
+    if mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16), icc_profile
+    if mode == "I":
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), icc_profile
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageReadError(f"{name}: float image with NaN or infinite samples")
+        return np.round(np.clip(values, 0.0, 1.0) * 65535.0).astype(np.uint16), icc_profile
+    if mode == "CMYK":
+        return np.asarray(_cmyk_to_rgb(image, icc_profile)), None
+    if image.has_transparency_data and mode not in ("RGBA", "LA", "La", "RGBa", "PA"):
+        # Palette or colour-keyed gray/RGB: Pillow's conversion applies the transparency.
+        return np.asarray(image.convert("RGBA")), icc_profile
+    if mode in ("L", "RGB", "RGBA"):
+        return np.asarray(image), icc_profile
+    if mode in ("1", "P"):
+        return np.asarray(image.convert("L" if mode == "1" else "RGB")), icc_profile
+    if mode in ("LA", "La", "RGBa", "PA"):
+        return np.asarray(image.convert("RGBA")), icc_profile
+    try:
+        return np.asarray(image.convert("RGB")), None  # YCbCr, LAB, HSV, RGBX
+    except ValueError as error:
+        raise ImageReadError(f"{name}: unsupported image mode {mode!r}") from error
+
+
+def _cmyk_to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """RGB of a CMYK image, colour-managed to sRGB when the file carries a CMYK profile."""
+    if icc_profile:
+        try:
+            from PIL import ImageCms  # needs Pillow built with littlecms
+        except ImportError:
+            return image.convert("RGB")
+        try:
+            return ImageCms.profileToProfile(
+                image, ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)),
+                ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken profile: fall back to Pillow's naive conversion
+    return image.convert("RGB")
+
+
+def _needs_low_bytes(mode: str, tiles: list) -> bool:
+    """Whether Pillow decoded a 16-bit colour file into 8-bit samples (see the module docstring)."""
+    return mode in ("RGB", "RGBA") and bool(tiles) and all(
+        _rawmode(tile) in _WIDE_RAWMODES or _rawmode(tile) == "LA;16B" for tile in tiles)
+
+
+def _rawmode(tile) -> str:
+    return tile.args if isinstance(tile.args, str) else tile.args[0]
+
+
+def _with_rawmode(tile, rawmode: str):
+    args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+    return tile._replace(args=args)
+
+
+def _with_low_bytes(name: str, tiles: list, high: np.ndarray) -> np.ndarray:
+    """uint16 samples of a 16-bit RGB(A)/LA file whose high bytes Pillow decoded into `high`."""
+    if _rawmode(tiles[0]) == "LA;16B":  # PNG gray+alpha: decode the raw bytes as 8-bit RGBA
+        raw = _decode_with(name, [_with_rawmode(t, "RGBA") for t in tiles]).astype(np.uint16)
+        gray, alpha = raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]
+        return np.stack([gray, gray, gray, alpha], axis=-1)
+    swapped = [_with_rawmode(t, _rawmode(t)[:-3] + _SWAPPED_ORDER[_rawmode(t)[-3:]]) for t in tiles]
+    low = _decode_with(name, swapped)
+    return high.astype(np.uint16) << 8 | low
+
+
+def _decode_with(name: str, tiles: list) -> np.ndarray:
+    with Image.open(name) as image:
+        image.tile = tiles
+        image.load()
+        return np.asarray(image)
+
+
+def _matching_icc(icc_profile: bytes | None, pixels: np.ndarray) -> bytes | None:
+    """The profile if its colour space (ICC header bytes 16-19) fits the pixels, else None."""
+    if not icc_profile or len(icc_profile) < 20:
+        return None
+    space = icc_profile[16:20]
+    return icc_profile if space == (b"GRAY" if pixels.ndim == 2 else b"RGB ") else None
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: ImageData | np.ndarray,
+    *,
+    icc_profile: bytes | None = None,
+    quality: int = 95,
+) -> None:
+    """Writes uint8/uint16 gray, RGB or RGBA pixels to `path`, in the format its extension names.
+
+    PNG and TIFF keep 16 bits and alpha. JPEG, WebP and BMP are 8-bit: 16-bit samples are scaled
+    with `to_uint8`; JPEG also drops alpha. `icc_profile` (default: the one `image` carries) is
+    embedded where the format allows and its colour space fits the pixels. `quality` applies to
+    JPEG and WebP. The file appears atomically: it is written beside `path`, then renamed.
+    """
+    name = os.fspath(path)
+    file_format = FILE_FORMATS.get(os.path.splitext(name)[1].lower())
+    if file_format is None:
+        raise ValueError(f"{name}: unsupported output extension; use one of {sorted(FILE_FORMATS)}")
+    if isinstance(image, ImageData):
+        icc_profile = image.icc_profile if icc_profile is None else icc_profile
+        image = image.pixels
+    pixels = _check_pixels(np.asarray(image), name)
+    if file_format in _EIGHT_BIT_ONLY:
+        pixels = to_uint8(pixels)
+        if file_format == "JPEG" and pixels.ndim == 3:
+            pixels = pixels[:, :, :3]
+    icc_profile = _matching_icc(icc_profile, pixels)
+    if file_format == "PNG" and pixels.dtype == np.uint16:
+        data = encode_png16(pixels, icc_profile)
+    elif file_format == "TIFF":
+        data = encode_tiff(pixels, icc_profile)
+    else:
+        buffer = io.BytesIO()
+        options = {"quality": quality} if file_format in ("JPEG", "WEBP") else {}
+        if icc_profile and file_format != "BMP":
+            options["icc_profile"] = icc_profile
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format=file_format, **options)
+        data = buffer.getvalue()
+    _atomic_write(name, data)
+
+
+def _check_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"{name}: pixels must be uint8 or uint16, got {pixels.dtype}")
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise ValueError(f"{name}: pixels must be shaped (H, W), (H, W, 3) or (H, W, 4), "
+                         f"not {pixels.shape}")
+    if min(pixels.shape[:2]) < 1:
+        raise ValueError(f"{name}: empty image of shape {pixels.shape}")
+    return pixels
+
+
+@functools.cache
+def _file_mode() -> int:
+    """Permission bits of a newly created file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _atomic_write(name: str, data: bytes) -> None:
+    """Writes `data` to a temporary file in the target's folder, then renames it over `name`."""
+    directory, base = os.path.split(os.path.abspath(name))
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.chmod(temporary, _file_mode())
+        os.replace(temporary, name)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def encode_png16(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """A 16-bit PNG of uint16 gray (H, W), RGB (H, W, 3) or RGBA (H, W, 4) pixels.
+
+    Every row uses the Paeth filter (computed with numpy), IDAT is split into 1 MiB chunks and the
+    ICC profile, if given, goes into an iCCP chunk.
+    """
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    color_type = {1: 0, 3: 2, 4: 6}[channels]
+    raw = pixels.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    bpp = 2 * channels
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    up = np.zeros_like(raw)
+    up[1:] = raw[:-1]
+    up_left = np.zeros_like(raw)
+    up_left[:, bpp:] = up[:, :-bpp]
+    a, b, c = (x.astype(np.int16) for x in (left, up, up_left))
+    estimate = a + b - c
+    pa, pb, pc = np.abs(estimate - a), np.abs(estimate - b), np.abs(estimate - c)
+    predictor = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    filtered = (raw.astype(np.int16) - predictor).astype(np.uint8)
+    rows = np.concatenate([np.full((height, 1), 4, np.uint8), filtered], axis=1).tobytes()
+    compressed = zlib.compress(rows, 6)
+    out = [b"\x89PNG\r\n\x1a\n",
+           _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))]
+    if icc_profile:
+        out.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc_profile)))
+    step = 1 << 20
+    out.extend(_png_chunk(b"IDAT", compressed[i:i + step]) for i in range(0, len(compressed), step))
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+    """A little-endian baseline TIFF of uint8/uint16 gray, RGB or RGBA pixels.
+
+    One strip, Adobe deflate compression with the horizontal-differencing predictor, unassociated
+    alpha, and the ICC profile (tag 34675) if given.
+    """
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    bits = pixels.dtype.itemsize * 8
+    samples = pixels.reshape(height, width, channels).astype(pixels.dtype.newbyteorder("<"))
+    differences = samples.copy()
+    differences[:, 1:] -= samples[:, :-1]  # predictor 2, modulo 2**bits
+    strip = zlib.compress(differences.tobytes(), 6)
+
+    short, long_, undefined = 3, 4, 7
+    tags = [
+        (256, long_, [width]),
+        (257, long_, [height]),
+        (258, short, [bits] * channels),
+        (259, short, [8]),  # Adobe deflate
+        (262, short, [1 if channels == 1 else 2]),  # BlackIsZero / RGB
+        (273, long_, [0]),  # StripOffsets, patched below
+        (277, short, [channels]),
+        (278, long_, [height]),
+        (279, long_, [len(strip)]),
+        (284, short, [1]),  # chunky
+        (317, short, [2]),  # horizontal predictor
+    ]
+    if channels == 4:
+        tags.append((338, short, [2]))  # unassociated alpha
+    if icc_profile:
+        tags.append((34675, undefined, icc_profile))
+
+    ifd_size = 2 + 12 * len(tags) + 4
+    extra = bytearray()  # values longer than 4 bytes, stored after the IFD
+    entries = []
+    for tag, kind, values in tags:
+        payload = (bytes(values) if kind == undefined
+                   else struct.pack(f"<{len(values)}{'H' if kind == short else 'I'}", *values))
+        if len(payload) <= 4:
+            field = payload.ljust(4, b"\0")
+        else:
+            field = struct.pack("<I", 8 + ifd_size + len(extra))
+            extra += payload + b"\0" * (len(payload) % 2)
+        entries.append((tag, kind, len(values), field))
+    strip_offset = 8 + ifd_size + len(extra)
+    ifd = bytearray(struct.pack("<H", len(entries)))
+    for tag, kind, count, field in entries:
+        if tag == 273:
+            field = struct.pack("<I", strip_offset)
+        ifd += struct.pack("<HHI", tag, kind, count) + field
+    ifd += struct.pack("<I", 0)  # no next IFD
+    return b"II*\0" + struct.pack("<I", 8) + bytes(ifd) + bytes(extra) + strip

@@ -1,0 +1,242 @@
+"""Training checkpoints: orbax, under `<workdir>/checkpoints`, resumable at any saved step.
+
+One checkpoint step holds five items:
+  generator      the generator `TrainState` (params, batch_stats, optimizer state)
+  discriminator  the discriminator `TrainState`, during the GAN phase only (SRResNet runs never
+                 build the 23M-parameter discriminator)
+  meta           {'step', 'phase', 'rng'}: the global step, 'pretrain' or 'gan', the base PRNG key
+  data           the training input iterator's position, for exact resume
+  config         the run's config, so a restart with a different model gets a clear error
+
+Saves are asynchronous (the arrays are on the host, so training goes on while files are written)
+and atomic: orbax writes into a temporary directory and renames it when complete, so a process
+killed mid-save leaves the previous checkpoint as the latest one. The last `keep` checkpoints are
+kept, plus the one with the best validation PSNR among those saved with metrics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+PyTree = Any
+
+# Config fields a checkpoint's arrays depend on: restoring into a different value cannot work.
+ARCHITECTURE_FIELDS = ("model.num_blocks", "model.channels", "model.scale")
+# The discriminator's dense layer is sized by the crop; it matters once a GAN phase has run.
+DISCRIMINATOR_FIELDS = ("crop_size",)
+BEST_METRIC = "psnr"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was written for a different model than the config describes."""
+
+
+@dataclasses.dataclass
+class TrainingCheckpoint:
+    """Everything needed to continue a run from `step` (host arrays, unreplicated)."""
+
+    step: int
+    phase: str
+    generator: PyTree
+    discriminator: PyTree | None
+    rng: jax.Array
+    data_state: Any
+
+
+def checkpoint_dir(workdir: str) -> str:
+    """The absolute checkpoint directory of a workdir (orbax wants absolute paths)."""
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    value: Any = config
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+def check_compatible(
+    saved: dict[str, Any], config: ml_collections.ConfigDict, fields: tuple[str, ...], where: str
+) -> None:
+    """Raises `CheckpointMismatchError` naming the first field where `saved` and `config` differ."""
+    current = config.to_dict()
+    for field in fields:
+        old, new = _lookup(saved, field), _lookup(current, field)
+        if old != new:
+            raise CheckpointMismatchError(
+                f"checkpoint {where} was written with {field}={old!r} but the config has "
+                f"{field}={new!r}; use a new --workdir, or set --config.{field}={old!r}"
+            )
+
+
+def _abstract(tree: PyTree) -> PyTree:
+    """Shape/dtype targets, so orbax restores host numpy arrays whatever the target's placement."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
+
+
+def _best_metric(metrics: dict[str, float]) -> float:
+    return metrics[BEST_METRIC]
+
+
+def _preservation_policy(keep: int) -> checkpoint_managers.PreservationPolicy:
+    """The latest `keep` checkpoints, plus the best by validation PSNR."""
+    return checkpoint_managers.AnyPreservationPolicy(
+        policies=[
+            checkpoint_managers.LatestN(n=keep),
+            checkpoint_managers.BestN(
+                get_metric_fn=_best_metric,
+                reverse=False,
+                n=1,
+                keep_checkpoints_without_metrics=False,
+            ),
+        ]
+    )
+
+
+class Checkpointer:
+    """Saves and restores the `TrainingCheckpoint`s of one run; `close()` it (or use `with`)."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, *, keep: int = 3):
+        if keep < 1:
+            raise ValueError(f"config.keep_checkpoints must be at least 1, got {keep}")
+        self.config = config
+        self.directory = checkpoint_dir(workdir)
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=_preservation_policy(keep),
+            # Orbax writes metrics to disk (so `best` survives restarts) only when best_fn is set.
+            best_fn=_best_metric,
+            best_mode="max",
+            enable_async_checkpointing=True,
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def best_step(self) -> int | None:
+        return self._manager.best_step()
+
+    def save(self, ckpt: TrainingCheckpoint, metrics: dict[str, float] | None = None) -> None:
+        """Starts an asynchronous save of `ckpt`; `metrics` (with 'psnr') rank it for `best`."""
+        items = {
+            "generator": ocp.args.StandardSave(ckpt.generator),
+            "meta": ocp.args.JsonSave(
+                {
+                    "step": ckpt.step,
+                    "phase": ckpt.phase,
+                    "rng": np.asarray(jax.random.key_data(ckpt.rng)).tolist(),
+                }
+            ),
+            "data": ocp.args.JsonSave(ckpt.data_state),
+            "config": ocp.args.JsonSave(json.loads(self.config.to_json())),
+        }
+        if ckpt.discriminator is not None:
+            items["discriminator"] = ocp.args.StandardSave(ckpt.discriminator)
+        self._manager.save(
+            ckpt.step,
+            args=ocp.args.Composite(**items),
+            metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
+            force=True,
+        )
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The `meta` item of `step` (its phase decides the state targets to restore into)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return restored["meta"]
+
+    def restore(
+        self, step: int, generator: PyTree, discriminator: PyTree | None
+    ) -> TrainingCheckpoint:
+        """Restores `step` into the structure of the given (template) states, as host arrays.
+
+        Checks the checkpoint's config against ours first, so a different model is a clear error
+        rather than an orbax shape mismatch.
+        """
+        items: dict[str, Any] = {
+            "config": ocp.args.JsonRestore(),
+            "meta": ocp.args.JsonRestore(),
+            "data": ocp.args.JsonRestore(),
+        }
+        saved = self._manager.restore(step, args=ocp.args.Composite(**items))
+        where = os.path.join(self.directory, str(step))
+        check_compatible(saved["config"], self.config, ARCHITECTURE_FIELDS, where)
+        meta = saved["meta"]
+        states = {"generator": ocp.args.StandardRestore(_abstract(generator))}
+        if discriminator is not None:
+            check_compatible(saved["config"], self.config, DISCRIMINATOR_FIELDS, where)
+            states["discriminator"] = ocp.args.StandardRestore(_abstract(discriminator))
+        restored = self._manager.restore(step, args=ocp.args.Composite(**states))
+        return TrainingCheckpoint(
+            step=meta["step"],
+            phase=meta["phase"],
+            generator=restored["generator"],
+            discriminator=restored["discriminator"] if discriminator is not None else None,
+            rng=jax.random.wrap_key_data(np.asarray(meta["rng"], dtype=np.uint32)),
+            data_state=saved["data"],
+        )
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def _resolve_step_dir(path: str) -> tuple[str, int]:
+    """(checkpoint directory, step) for a workdir, its `checkpoints/` dir or one step's dir."""
+    path = os.path.abspath(path)
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        path = os.path.join(path, "checkpoints")
+    if os.path.basename(path).isdigit() and os.path.isdir(os.path.join(path, "generator")):
+        return os.path.dirname(path), int(os.path.basename(path))
+    steps = (
+        sorted(int(name) for name in os.listdir(path) if name.isdigit())
+        if os.path.isdir(path)
+        else []
+    )
+    if not steps:
+        raise FileNotFoundError(
+            f"no checkpoint found at {path}: expected a training workdir, its checkpoints/ "
+            "directory or one step's directory"
+        )
+    return path, steps[-1]
+
+
+def load_generator_variables(
+    path: str, config: ml_collections.ConfigDict | None = None
+) -> dict[str, PyTree]:
+    """`{'params', 'batch_stats'}` of the generator in a checkpoint (latest step of a workdir).
+
+    This is how the GAN phase starts from a trained SRResNet (`config.gan.init_from`); with
+    `config` the checkpoint's architecture is checked against it first.
+    """
+    directory, step = _resolve_step_dir(path)
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    with ocp.CheckpointManager(directory, options=options) as m:
+        if config is not None:
+            saved = m.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            where = os.path.join(directory, str(step))
+            check_compatible(saved["config"], config, ARCHITECTURE_FIELDS, where)
+        generator = m.restore(step, args=ocp.args.Composite(generator=ocp.args.StandardRestore()))
+    state = generator["generator"]
+    return {"params": state["params"], "batch_stats": state["batch_stats"]}

@@ -1,0 +1,143 @@
+"""Checkpoints: exact round trip, last N plus best kept, config mismatch, atomic under SIGKILL."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from srgan_jax import checkpoints
+
+
+def _config(num_blocks: int = 2, crop_size: int = 32) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {"model": {"num_blocks": num_blocks, "channels": 8, "scale": 4}, "crop_size": crop_size}
+    )
+
+
+def _state(seed: int, size: int = 4) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "params": {"w": rng.standard_normal((size, size)).astype(np.float32)},
+        "batch_stats": {"mean": rng.standard_normal(size).astype(np.float32)},
+        "step": np.int32(seed),
+    }
+
+
+def _ckpt(step: int, phase: str = "pretrain", discriminator=None) -> checkpoints.TrainingCheckpoint:
+    return checkpoints.TrainingCheckpoint(
+        step=step,
+        phase=phase,
+        generator=_state(step),
+        discriminator=discriminator,
+        rng=jax.random.key(1000 + step),
+        data_state={"epoch": 1, "position": step, "seed": 7},
+    )
+
+
+def _assert_tree_equal(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_is_exact(tmp_path):
+    discriminator = _state(99, size=6)
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        ckpt.save(_ckpt(5, "gan", discriminator))
+        ckpt.wait()
+        assert ckpt.read_meta(5)["phase"] == "gan"
+        restored = ckpt.restore(5, generator=_state(0), discriminator=_state(0, size=6))
+    assert (restored.step, restored.phase) == (5, "gan")
+    assert restored.data_state == {"epoch": 1, "position": 5, "seed": 7}
+    _assert_tree_equal(restored.generator, _state(5))
+    _assert_tree_equal(restored.discriminator, discriminator)
+    np.testing.assert_array_equal(
+        jax.random.key_data(restored.rng), jax.random.key_data(jax.random.key(1005))
+    )
+
+
+def test_keeps_last_n_and_best_across_restarts(tmp_path):
+    psnrs = {1: 20.0, 2: 31.0, 3: 25.0, 4: 26.0, 5: None}
+    with checkpoints.Checkpointer(str(tmp_path), _config(), keep=2) as ckpt:
+        for step, psnr in psnrs.items():
+            ckpt.save(_ckpt(step), None if psnr is None else {"psnr": psnr})
+        ckpt.wait()
+        assert ckpt.all_steps() == [2, 4, 5]
+    with checkpoints.Checkpointer(str(tmp_path), _config(), keep=2) as ckpt:
+        assert (ckpt.best_step(), ckpt.latest_step()) == (2, 5)  # metrics were persisted
+        ckpt.save(_ckpt(6), {"psnr": 10.0})
+        ckpt.wait()
+        assert ckpt.all_steps() == [2, 5, 6]
+
+
+def test_config_mismatch_names_the_field_and_both_values(tmp_path):
+    with checkpoints.Checkpointer(str(tmp_path), _config(num_blocks=2)) as ckpt:
+        ckpt.save(_ckpt(3))
+    with (
+        checkpoints.Checkpointer(str(tmp_path), _config(num_blocks=4)) as ckpt,
+        pytest.raises(checkpoints.CheckpointMismatchError, match=r"model.num_blocks=2.*=4"),
+    ):
+        ckpt.restore(3, generator=_state(0), discriminator=None)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="model.num_blocks"):
+        checkpoints.load_generator_variables(str(tmp_path), _config(num_blocks=4))
+
+
+def test_discriminator_crop_mismatch_is_an_error(tmp_path):
+    with checkpoints.Checkpointer(str(tmp_path), _config(crop_size=32)) as ckpt:
+        ckpt.save(_ckpt(3, "gan", _state(9)))
+    with (
+        checkpoints.Checkpointer(str(tmp_path), _config(crop_size=48)) as ckpt,
+        pytest.raises(checkpoints.CheckpointMismatchError, match="crop_size=32"),
+    ):
+        ckpt.restore(3, generator=_state(0), discriminator=_state(0))
+
+
+def test_load_generator_variables_from_workdir_or_step_dir(tmp_path):
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        ckpt.save(_ckpt(3))
+        ckpt.save(_ckpt(8))
+    expected = {"params": _state(8)["params"], "batch_stats": _state(8)["batch_stats"]}
+    _assert_tree_equal(checkpoints.load_generator_variables(str(tmp_path), _config()), expected)
+    step_dir = tmp_path / "checkpoints" / "3"
+    loaded = checkpoints.load_generator_variables(str(step_dir))
+    np.testing.assert_array_equal(loaded["params"]["w"], _state(3)["params"]["w"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        checkpoints.load_generator_variables(str(tmp_path / "nothing"))
+
+
+_KILL_MID_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax, ml_collections, numpy as np
+    from srgan_jax import checkpoints
+    config = ml_collections.ConfigDict(
+        {"model": {"num_blocks": 2, "channels": 8, "scale": 4}, "crop_size": 32})
+    def ckpt(step, n):
+        return checkpoints.TrainingCheckpoint(
+            step, "pretrain", {"w": np.full(n, step, np.float32)}, None, jax.random.key(0), {})
+    manager = checkpoints.Checkpointer(sys.argv[1], config)
+    manager.save(ckpt(1, 10))
+    manager.wait()
+    manager.save(ckpt(2, 64 * 2**20))  # 256 MB: still being written when the process dies
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_sigkill_mid_save_keeps_previous_checkpoint(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_MID_SAVE, str(tmp_path)], env=env, capture_output=True
+    )
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    leftovers = os.listdir(tmp_path / "checkpoints")
+    assert any(name.startswith("2") for name in leftovers), leftovers  # the save had started
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        assert ckpt.all_steps() == [1]
+        restored = ckpt.restore(1, generator={"w": np.zeros(10, np.float32)}, discriminator=None)
+    np.testing.assert_array_equal(restored.generator["w"], np.ones(10, np.float32))
+    assert os.listdir(tmp_path / "checkpoints") == ["1"]  # the partial save was cleaned up

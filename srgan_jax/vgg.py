@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,10 +174,21 @@ def resolve_vgg19_weights(
     if not download or _offline():
         why = "download=False" if not download else f"${ENV_OFFLINE} is set"
         raise VGGWeightsNotFoundError(
-            f"VGG19 weights not found and downloads are off ({why}). Download {WEIGHTS_URL} "
-            f"(md5 {WEIGHTS_MD5}) and put it at {cached}, or point ${ENV_WEIGHTS} at a copy."
+            f"VGG19 weights not found and downloads are off ({why}). {_by_hand(cached)}"
         )
-    return _download(WEIGHTS_URL, cached)
+    try:
+        return _download(WEIGHTS_URL, cached)
+    except urllib.error.URLError as e:
+        raise VGGWeightsNotFoundError(
+            f"could not download the VGG19 weights ({e.reason}). {_by_hand(cached)}"
+        ) from e
+
+
+def _by_hand(target: Path) -> str:
+    return (
+        f"Download {WEIGHTS_URL} (md5 {WEIGHTS_MD5}) and put it at {target}, "
+        f"or point ${ENV_WEIGHTS} at a copy."
+    )
 
 
 def _file_md5(path: Path) -> str:
@@ -202,7 +214,7 @@ def _download(url: str, target: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=target.name, suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
             for done in _copy_chunks(response, out):
                 size = f"{done / 1e6:.1f}" + (f"/{total / 1e6:.1f}" if total else "")

@@ -298,6 +298,15 @@ def test_download_with_wrong_hash_keeps_nothing(clean_env, tmp_path, small_file)
     assert not any(cache.iterdir())
 
 
+def test_failed_download_says_where_to_put_the_file(clean_env, tmp_path):
+    serve(clean_env, tmp_path / "gone.h5", md5="0" * 32)
+    cache = tmp_path / "cache"
+    with pytest.raises(vgg.VGGWeightsNotFoundError, match="could not download") as err:
+        vgg.load_vgg19_params(cache_dir=cache)
+    assert str(cache / vgg.WEIGHTS_FILENAME) in str(err.value)
+    assert not any(cache.iterdir())
+
+
 def test_cached_file_with_wrong_hash_is_an_error(clean_env, tmp_path, small_file):
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -1,0 +1,180 @@
+"""PSNR and SSIM as super-resolution papers measure them, in numpy (float64) and in JAX.
+
+Conventions (those of the MATLAB scripts behind the published tables):
+- Images are floats in [0, 1], shaped (H, W, 3) for RGB or (H, W) / (H, W, 1) for grayscale
+  (the JAX versions take a batch: [N, H, W, 3] or [N, H, W, 1]).
+- With `y_channel=True`, RGB images are compared on the ITU-R BT.601 luma of MATLAB's
+  `rgb2ycbcr`, Y = 16 + 65.481 R + 128.553 G + 24.966 B (0..255 scale); grayscale images on their
+  gray value x 255. With `y_channel=False`, on all channels x 255.
+- `border` pixels are cropped at each side first (papers use border = scale).
+- SSIM is Wang et al.'s `ssim_index.m`: 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
+  L = 255, statistics over the 'valid' region only, mean of the SSIM map; over RGB channels,
+  the mean of the per-channel SSIMs.
+
+The metrics do not quantize; the published pipeline stores SR images as uint8 first, which
+`srgan_jax.evaluate` does before measuring (see `srgan_jax.imresize.im2uint8`).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PEAK = 255.0
+Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601 studio-swing luma for RGB in [0, 1]
+Y_OFFSET = 16.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = (0.01 * PEAK) ** 2
+SSIM_C2 = (0.03 * PEAK) ** 2
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma on the 0..255 scale (16..235) of RGB in [0, 1] with channels last."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return Y_OFFSET + rgb @ np.asarray(Y_WEIGHTS, dtype=np.float64)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """Normalised 1-D Gaussian; its outer product is MATLAB's fspecial('gaussian', size, sigma)."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
+def _measured_planes(image: np.ndarray, border: int, y_channel: bool) -> np.ndarray:
+    """[C, H', W'] float64 planes on the 0..255 scale that the metrics compare."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        planes = image[None] * PEAK
+    elif image.ndim == 3 and image.shape[-1] == 3:
+        planes = rgb_to_y(image)[None] if y_channel else np.moveaxis(image, -1, 0) * PEAK
+    else:
+        raise ValueError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got {image.shape}")
+    if border:
+        planes = planes[:, border:-border, border:-border]
+    if min(planes.shape[1:]) < 1:
+        raise ValueError(f"border {border} leaves nothing of an image shaped {image.shape}")
+    return planes
+
+
+def _check_shapes(sr: np.ndarray, hr: np.ndarray) -> None:
+    if np.shape(sr) != np.shape(hr):
+        raise ValueError(f"SR and HR shapes differ: {np.shape(sr)} vs {np.shape(hr)}")
+
+
+def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True) -> float:
+    """Peak signal-to-noise ratio in dB (peak 255); inf for identical images."""
+    _check_shapes(sr, hr)
+    diff = _measured_planes(sr, border, y_channel) - _measured_planes(hr, border, y_channel)
+    mse = float(np.mean(diff * diff))
+    return float("inf") if mse == 0.0 else 10.0 * np.log10(PEAK * PEAK / mse)
+
+
+def _filter_valid(plane: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of the last two axes with outer(window, window)."""
+    size = window.size
+    rows = np.lib.stride_tricks.sliding_window_view(plane, size, axis=-2) @ window
+    return np.lib.stride_tricks.sliding_window_view(rows, size, axis=-1) @ window
+
+
+def ssim(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True) -> float:
+    """Structural similarity, MATLAB `ssim_index` style; mean over channels when comparing RGB."""
+    _check_shapes(sr, hr)
+    x = _measured_planes(sr, border, y_channel)
+    y = _measured_planes(hr, border, y_channel)
+    if min(x.shape[1:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the border")
+    window = gaussian_window()
+    mu_x, mu_y = _filter_valid(x, window), _filter_valid(y, window)
+    var_x = _filter_valid(x * x, window) - mu_x * mu_x
+    var_y = _filter_valid(y * y, window) - mu_y * mu_y
+    cov = _filter_valid(x * y, window) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    )
+    return float(np.mean(ssim_map.mean(axis=(-2, -1))))
+
+
+# ----------------------------------------------------------------------------------------------
+# JAX versions: batched [N, H, W, C], jit-able (border and y_channel are static), float32-safe.
+
+
+def _measured_planes_jax(
+    images: jax.Array, border: int, y_channel: bool, offset: bool = True
+) -> jax.Array:
+    """[N, C, H', W'] float32 planes on the 0..255 scale; `offset=False` drops Y's +16.
+
+    The map is affine, so without the offset it also maps a difference of images to the
+    difference of their planes, which PSNR uses to avoid float32 cancellation.
+    """
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected images shaped [N, H, W, 1 or 3], got {images.shape}")
+    images = images.astype(jnp.float32)
+    if images.shape[-1] == 3 and y_channel:
+        weights = jnp.asarray(Y_WEIGHTS, jnp.float32)
+        # Elementwise products, not a matmul, so TPU/GPU matmul precision cannot round them.
+        planes = (images * weights).sum(axis=-1)[:, None] + (Y_OFFSET if offset else 0.0)
+    else:
+        planes = jnp.moveaxis(images, -1, 1) * PEAK
+    if border:
+        planes = planes[..., border:-border, border:-border]
+    if min(planes.shape[-2:]) < 1:
+        raise ValueError(f"border {border} leaves nothing of images shaped {images.shape}")
+    return planes
+
+
+def _check_batches(sr: jax.Array, hr: jax.Array) -> None:
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR and HR shapes differ: {sr.shape} vs {hr.shape}")
+
+
+@functools.partial(jax.jit, static_argnames=("border", "y_channel"))
+def psnr_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = True) -> jax.Array:
+    """Per-image PSNR in dB, [N] float32; inf where an SR image equals its HR image."""
+    _check_batches(sr, hr)
+    diff = _measured_planes_jax(
+        sr.astype(jnp.float32) - hr.astype(jnp.float32), border, y_channel, offset=False
+    )
+    mse = jnp.mean(diff * diff, axis=(1, 2, 3))
+    return 10.0 * jnp.log10(PEAK * PEAK / mse)
+
+
+def _filter_valid_jax(planes: jax.Array, window: np.ndarray) -> jax.Array:
+    """Separable 'valid' correlation of the last two axes, as a sum of shifted slices.
+
+    Shifted slices (not lax.conv) keep the arithmetic exact float32 on accelerators, whose
+    convolutions may default to reduced precision.
+    """
+    size = window.size
+    height, width = planes.shape[-2:]
+    rows = sum(float(w) * planes[..., k : k + height - size + 1, :] for k, w in enumerate(window))
+    return sum(float(w) * rows[..., k : k + width - size + 1] for k, w in enumerate(window))
+
+
+@functools.partial(jax.jit, static_argnames=("border", "y_channel"))
+def ssim_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = True) -> jax.Array:
+    """Per-image SSIM, [N] float32, the same definition as `ssim`."""
+    _check_batches(sr, hr)
+    x = _measured_planes_jax(sr, border, y_channel)
+    y = _measured_planes_jax(hr, border, y_channel)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the border")
+    # Variances are E[v^2] - E[v]^2; centring each plane on its mean first keeps the float32
+    # cancellation small (values up to 255 would otherwise lose ~3 significant digits).
+    centre = jnp.mean(y, axis=(-2, -1), keepdims=True)
+    xc, yc = x - centre, y - centre
+    window = gaussian_window()
+    mu_xc, mu_yc = _filter_valid_jax(xc, window), _filter_valid_jax(yc, window)
+    var_x = _filter_valid_jax(xc * xc, window) - mu_xc * mu_xc
+    var_y = _filter_valid_jax(yc * yc, window) - mu_yc * mu_yc
+    cov = _filter_valid_jax(xc * yc, window) - mu_xc * mu_yc
+    mu_x, mu_y = mu_xc + centre, mu_yc + centre
+    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    )
+    return jnp.mean(ssim_map, axis=(1, 2, 3))

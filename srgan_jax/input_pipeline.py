@@ -1,0 +1,467 @@
+"""Training and validation data: image sources, aligned random crops, per-device batches.
+
+Sources (`make_source`, selected by `config.data.source`):
+
+* ``'folder'``: image files found recursively under `config.data.train_dirs` (or `eval_dirs`),
+  decoded once into host memory as uint8 when they fit in `config.data.cache_bytes`;
+* ``'demo'``: the procedural textures of `srgan_jax.demo_data` (no download);
+* ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory. TensorFlow is
+  imported only on this path, and is kept off the accelerators.
+
+A training example is a random `crop_size` HR crop of a random image, turned by one of the eight
+flips/rotations, and its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop, the
+benchmark protocol) or cut from the dataset's own LR image at the aligned place. LR comes out in
+[0, 1] and HR in [-1, 1], as float32.
+
+Batches are a pure function of (seed, step): example `k` of the global batch at `step` draws all its
+randomness from `np.random.default_rng([seed, step, k])`. Each host computes only its own examples,
+so the hosts' shares partition the same global batch whatever the process count, and the iterator
+position is just the step: `get_state()` / `set_state()` resume exactly, and prefetching (in
+background threads) cannot change the stream.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from srgan_jax import demo_data, image_io
+from srgan_jax.imresize import degrade, modcrop
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+LAYOUTS = ("pmap", "global")
+Batch = dict[str, np.ndarray]
+
+
+class SkippedImageWarning(UserWarning):
+    """An image file left out of a data source (unreadable, or smaller than the crop)."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The `config.data` fields this module reads, with their defaults."""
+    config = ml_collections.ConfigDict()
+    config.source = "demo"  # 'folder' | 'demo' | 'tfds'
+    config.train_dirs = []  # 'folder': training image folders, searched recursively
+    config.eval_dirs = []  # 'folder': validation folders (full images, e.g. Set5)
+    config.tfds_name = "div2k/bicubic_x4"  # 'tfds': any div2k config
+    config.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
+    config.use_dataset_lr = False  # 'tfds': the dataset's LR images instead of our degradation
+    config.cache_bytes = 8 * 2**30  # 'folder': decode once into memory up to this size
+    config.prefetch = 2  # batches prepared ahead in background threads (0: none)
+    config.num_workers = 2  # threads preparing batches
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSource:
+    """HR images (uint8 (H, W, 3)), optionally with the dataset's aligned LR images.
+
+    `hr` and `lr` are sequences: lists in memory, or lazily decoding file lists. `sizes` holds the
+    (H, W) of each HR image and `names` a name for messages. With `lr`, HR image i is `lr_scale`
+    times the size of LR image i (after modcrop).
+    """
+
+    name: str
+    hr: Sequence[np.ndarray]
+    names: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]
+    lr: Sequence[np.ndarray] | None = None
+    lr_scale: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+
+class _LazyImages(Sequence):
+    """Image files decoded with `image_io.read_rgb` on every access (too many to cache)."""
+
+    def __init__(self, paths: Sequence[str]):
+        self._paths = tuple(paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return image_io.read_rgb(self._paths[index])
+
+
+def _skip(name: str, reason: str) -> None:
+    warnings.warn(f"skipping {name}: {reason}", SkippedImageWarning, stacklevel=3)
+
+
+def list_image_files(dirs: Iterable[str | os.PathLike]) -> list[str]:
+    """Image files under `dirs` (recursive, extensions case-insensitive), sorted per folder."""
+    files = []
+    for directory in dirs:
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            raise ValueError(f"image folder {directory} does not exist or is not a folder")
+        found = [os.path.join(root, name) for root, _, names in os.walk(directory)
+                 for name in names if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
+        files.extend(sorted(found))
+    return files
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """Upright (H, W) of an image file from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(image_io.EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        raise image_io.ImageReadError(f"{path}: cannot read image ({error})") from error
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _decode_all(paths: Sequence[str], workers: int) -> list[np.ndarray | Exception]:
+    def read(path: str) -> np.ndarray | Exception:
+        try:
+            return image_io.read_rgb(path)
+        except image_io.ImageReadError as error:
+            return error
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # Pillow decodes without the GIL
+        return list(pool.map(read, paths))
+
+
+def folder_source(
+    dirs: Sequence[str | os.PathLike], *, cache_bytes: int = 8 * 2**30
+) -> ImageSource:
+    """All readable images under `dirs`, decoded once into memory if they fit in `cache_bytes`.
+
+    Unreadable files (corrupt, truncated, empty, not an image) are skipped with one
+    `SkippedImageWarning` each. Larger collections are only checked by their headers here and are
+    decoded on every use (a file that fails then raises `image_io.ImageReadError`).
+    """
+    name = ", ".join(os.fspath(d) for d in dirs)
+    paths, sizes = [], []
+    for path in list_image_files(dirs):
+        try:
+            sizes.append(_header_size(path))
+            paths.append(path)
+        except image_io.ImageReadError as error:
+            _skip(path, str(error.__cause__ or error))
+    if sum(h * w * 3 for h, w in sizes) <= cache_bytes:
+        decoded = _decode_all(paths, workers=min(8, os.cpu_count() or 1))
+        for path, image in zip(paths, decoded, strict=True):
+            if isinstance(image, Exception):
+                _skip(path, str(image.__cause__ or image))
+        kept = [(p, i) for p, i in zip(paths, decoded, strict=True) if isinstance(i, np.ndarray)]
+        paths = [p for p, _ in kept]
+        images: Sequence[np.ndarray] = [i for _, i in kept]
+        sizes = [i.shape[:2] for i in images]
+    else:
+        images = _LazyImages(paths)
+    if not paths:
+        raise ValueError(f"no usable image in folder {name}")
+    return ImageSource(name, images, tuple(paths), tuple(tuple(s) for s in sizes))
+
+
+def demo_source(split: str = "train") -> ImageSource:
+    """The built-in procedural textures (`srgan_jax.demo_data`)."""
+    images = demo_data.demo_images(split)
+    names = tuple(f"demo/{split}/{i}" for i in range(len(images)))
+    return ImageSource(f"demo ({split})", images, names, tuple(i.shape[:2] for i in images))
+
+
+def tfds_source(
+    name: str = "div2k/bicubic_x4",
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    use_dataset_lr: bool = False,
+    max_images: int | None = None,
+) -> ImageSource:
+    """A TFDS super-resolution dataset with {'hr', 'lr'} uint8 examples (div2k), in host memory.
+
+    DIV2K's 800 training images take about 6.6 GB as uint8 (plus 0.4 GB of x4 LR with
+    `use_dataset_lr`). The dataset is prepared by TFDS on first use (into `data_dir`).
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    # TF must not claim the GPUs that JAX uses (RuntimeError: TF was initialised elsewhere first).
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    hr, lr = [], []
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+        if max_images is not None and index >= max_images:
+            break
+        hr.append(np.asarray(example["hr"], dtype=np.uint8))
+        if use_dataset_lr:
+            lr.append(np.asarray(example["lr"], dtype=np.uint8))
+    if not hr:
+        raise ValueError(f"TFDS dataset {name} split {split!r} has no examples")
+    lr_scale = None
+    if use_dataset_lr:
+        lr_scale = _dataset_scale(hr, lr, name)
+        hr = [modcrop(h, lr_scale) for h in hr]  # LR is already HR // lr_scale in size
+    names = tuple(f"{name}/{split}/{i}" for i in range(len(hr)))
+    return ImageSource(f"{name} ({split})", hr, names, tuple(h.shape[:2] for h in hr),
+                       lr if use_dataset_lr else None, lr_scale)
+
+
+def _dataset_scale(hr: Sequence[np.ndarray], lr: Sequence[np.ndarray], name: str) -> int:
+    """The one integer scale between a dataset's HR and LR images (sizes are HR // scale)."""
+    scales = {round(h.shape[0] / low.shape[0]) for h, low in zip(hr, lr, strict=True)}
+    if len(scales) != 1:
+        raise ValueError(f"TFDS dataset {name}: HR/LR size ratios differ across examples: {scales}")
+    scale = scales.pop()
+    for h, low in zip(hr, lr, strict=True):
+        if (h.shape[0] // scale, h.shape[1] // scale) != low.shape[:2]:
+            raise ValueError(f"TFDS dataset {name}: LR {low.shape} is not HR {h.shape} / {scale}")
+    return scale
+
+
+def make_source(data_config: ml_collections.ConfigDict, *, split: str = "train") -> ImageSource:
+    """The source that `data_config` (see `default_config`) names, for 'train' or 'validation'."""
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    kind = data_config.source
+    if kind == "folder":
+        field = "train_dirs" if split == "train" else "eval_dirs"
+        dirs = list(data_config[field])
+        if not dirs:
+            raise ValueError(f"config.data.{field} is empty; it must list image folders for "
+                             "config.data.source='folder'")
+        return folder_source(dirs, cache_bytes=data_config.cache_bytes)
+    if kind == "demo":
+        return demo_source(split)
+    if kind == "tfds":
+        return tfds_source(data_config.tfds_name, split=split, data_dir=data_config.tfds_data_dir,
+                           use_dataset_lr=data_config.use_dataset_lr)
+    raise ValueError(f"config.data.source must be 'folder', 'demo' or 'tfds', got {kind!r}")
+
+
+def _augment(image: np.ndarray, flip: int, rotations: int) -> np.ndarray:
+    """One of the eight flips/rotations of an (H, W, C) image."""
+    return np.rot90(image[:, ::-1] if flip else image, rotations)
+
+
+class TrainIterator:
+    """Infinite iterator of training batches {'lr': float32 [0, 1], 'hr': float32 [-1, 1]}.
+
+    Create it with `create_train_iterator`. Shapes: [local_devices, per_device, H, W, 3] for the
+    'pmap' layout, [local_batch, H, W, 3] for 'global'. `batch(step)` is the pure function behind
+    `next()`; `get_state()` / `set_state()` save and restore the position. Call `close()` (or use
+    it as a context manager) to stop the prefetch threads.
+    """
+
+    def __init__(self, source: ImageSource, usable: np.ndarray, *, global_batch_size: int,
+                 crop_size: int, scale: int, seed: int, layout: str, local_device_count: int,
+                 process_index: int, process_count: int, prefetch: int, num_workers: int):
+        self.source = source
+        self._usable = usable
+        self.crop_size, self.scale, self.seed, self.layout = crop_size, scale, seed, layout
+        self.local_batch_size = global_batch_size // process_count
+        self._first_example = process_index * self.local_batch_size
+        self._device_shape = ((local_device_count, self.local_batch_size // local_device_count)
+                              if layout == "pmap" else (self.local_batch_size,))
+        self._prefetch, self._num_workers = prefetch, num_workers
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
+        self._step = 0
+
+    def _example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """One uint8 HR crop and, for sources with LR images, its aligned uint8 LR crop."""
+        index = int(self._usable[rng.integers(len(self._usable))])
+        crop, scale = self.crop_size, self.scale
+        if self.source.lr is None:
+            height, width = self.source.sizes[index]
+            top, left = rng.integers(height - crop + 1), rng.integers(width - crop + 1)
+            hr = self.source.hr[index][top:top + crop, left:left + crop]
+            lr = None
+        else:
+            low = self.source.lr[index]
+            size = crop // scale
+            top, left = rng.integers(low.shape[0] - size + 1), rng.integers(low.shape[1] - size + 1)
+            lr = low[top:top + size, left:left + size]
+            hr = self.source.hr[index][top * scale:(top + size) * scale,
+                                       left * scale:(left + size) * scale]
+        flip, rotations = int(rng.integers(2)), int(rng.integers(4))
+        return (_augment(hr, flip, rotations),
+                None if lr is None else _augment(lr, flip, rotations))
+
+    def batch(self, step: int) -> Batch:
+        """This host's share of the global batch number `step` (a pure function of seed, step)."""
+        examples = [self._example(np.random.default_rng([self.seed, step, self._first_example + j]))
+                    for j in range(self.local_batch_size)]
+        hr = np.stack([hr for hr, _ in examples])
+        lr = np.stack([degrade(hr, self.scale) if lr is None else lr for hr, lr in examples])
+        return {
+            "lr": (lr.astype(np.float32) / np.float32(255.0)).reshape(
+                self._device_shape + lr.shape[1:]),
+            "hr": (hr.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).reshape(
+                self._device_shape + hr.shape[1:]),
+        }
+
+    def __iter__(self) -> TrainIterator:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._prefetch <= 0:
+            batch = self.batch(self._step)
+        else:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self._num_workers, thread_name_prefix="srgan-input")
+            first_pending = self._step + len(self._pending)
+            for step in range(first_pending, self._step + self._prefetch + 1):
+                self._pending.append(self._pool.submit(self.batch, step))
+            batch = self._pending.popleft().result()
+        self._step += 1
+        return batch
+
+    def get_state(self) -> dict[str, int]:
+        """The position: the step whose batch `next()` returns next."""
+        return {"step": self._step}
+
+    def set_state(self, state: dict) -> None:
+        """Continues from a position saved by `get_state()`."""
+        step = int(state["step"])
+        if step < 0:
+            raise ValueError(f"iterator state step must be >= 0, got {step}")
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._step = step
+
+    def close(self) -> None:
+        """Stops the prefetch threads; `next()` restarts them."""
+        self.set_state(self.get_state())
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> TrainIterator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def create_train_iterator(
+    source: ImageSource,
+    *,
+    global_batch_size: int,
+    crop_size: int = 96,
+    scale: int = 4,
+    seed: int = 0,
+    layout: str = "pmap",
+    local_device_count: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    prefetch: int = 2,
+    num_workers: int = 2,
+) -> TrainIterator:
+    """A `TrainIterator` over `source`, producing this host's share of each global batch.
+
+    `layout` 'pmap' shapes batches [local_device_count, per_device, ...] (`local_device_count`
+    defaults to `jax.local_device_count()`); 'global' gives [global_batch_size / process_count,
+    ...]. Images smaller than the crop are skipped with a `SkippedImageWarning` each.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if scale < 1 or crop_size < scale or crop_size % scale:
+        raise ValueError(f"crop_size={crop_size} must be a positive multiple of scale={scale}")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} must be in [0, process_count="
+                         f"{process_count})")
+    if global_batch_size < 1 or global_batch_size % process_count:
+        raise ValueError(f"global_batch_size={global_batch_size} must be a positive multiple of "
+                         f"process_count={process_count}")
+    if layout == "pmap":
+        if local_device_count is None:
+            import jax
+
+            local_device_count = jax.local_device_count()
+        local_batch = global_batch_size // process_count
+        if local_batch % local_device_count:
+            raise ValueError(f"global_batch_size={global_batch_size} gives {local_batch} examples "
+                             f"per host, not divisible by local_device_count={local_device_count}")
+    if source.lr is not None and source.lr_scale != scale:
+        raise ValueError(f"scale={scale} differs from the dataset's LR scale {source.lr_scale} "
+                         f"({source.name}); use a matching dataset or use_dataset_lr=False")
+    usable = []
+    for index, (height, width) in enumerate(source.sizes):
+        if min(height, width) < crop_size:
+            _skip(source.names[index], f"{height}x{width} is smaller than crop_size={crop_size}")
+        else:
+            usable.append(index)
+    if not usable:
+        raise ValueError(f"no image in {source.name} is at least crop_size={crop_size} pixels")
+    return TrainIterator(
+        source, np.asarray(usable), global_batch_size=global_batch_size, crop_size=crop_size,
+        scale=scale, seed=seed, layout=layout, local_device_count=local_device_count or 1,
+        process_index=process_index, process_count=process_count, prefetch=prefetch,
+        num_workers=max(1, num_workers))
+
+
+def load_validation_set(
+    source: ImageSource | Sequence[str | os.PathLike],
+    scale: int,
+    max_images: int | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Full validation images as (lr float32 [0, 1], hr float32 [-1, 1]) pairs.
+
+    `source` is an `ImageSource` or a list of folders. HR is modcropped to a multiple of `scale`;
+    LR is the dataset's own LR image if the source has one, else `degrade` of the uint8 HR.
+    """
+    if not isinstance(source, ImageSource):
+        source = folder_source(list(source))
+    if source.lr is not None and source.lr_scale != scale:
+        raise ValueError(f"scale={scale} differs from the dataset's LR scale {source.lr_scale} "
+                         f"({source.name})")
+    count = len(source) if max_images is None else min(max_images, len(source))
+    pairs = []
+    for index in range(count):
+        hr = modcrop(source.hr[index], scale)
+        if min(hr.shape[:2]) == 0:
+            _skip(source.names[index], f"smaller than the scale {scale}")
+            continue
+        lr = degrade(hr, scale) if source.lr is None else source.lr[index]
+        pairs.append((lr.astype(np.float32) / np.float32(255.0),
+                      hr.astype(np.float32) / np.float32(127.5) - np.float32(1.0)))
+    return pairs
+
+
+def pad_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, multiple: int = 1) -> Batch:
+    """Stacks validation pairs of different sizes into one padded batch.
+
+    LR images are padded at the bottom/right (mirroring the edge) to the largest LR size, rounded
+    up to `multiple`, and HR images to that size times the scale. Returns 'lr' [N, h, w, 3], 'hr'
+    [N, H, W, 3], 'hr_mask' bool [N, H, W] (True on real pixels) and 'hr_sizes' int32 [N, 2].
+    A convolutional model's output near the padded edge differs slightly from an unpadded run; crop
+    with 'hr_sizes' and evaluate one image at a time where exact per-image numbers matter.
+    """
+    if not pairs:
+        raise ValueError("pad_batch needs at least one (lr, hr) pair")
+    scale = pairs[0][1].shape[0] // pairs[0][0].shape[0]
+    lr_size = [max(lr.shape[axis] for lr, _ in pairs) for axis in (0, 1)]
+    lr_size = [-(-n // multiple) * multiple for n in lr_size]
+
+    def pad(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+        widths = ((0, size[0] - image.shape[0]), (0, size[1] - image.shape[1]), (0, 0))
+        return np.pad(image, widths, mode="symmetric")
+
+    hr_size = [n * scale for n in lr_size]
+    mask = np.zeros((len(pairs), *hr_size), dtype=bool)
+    for i, (_, hr) in enumerate(pairs):
+        mask[i, : hr.shape[0], : hr.shape[1]] = True
+    return {
+        "lr": np.stack([pad(lr, lr_size) for lr, _ in pairs]),
+        "hr": np.stack([pad(hr, hr_size) for _, hr in pairs]),
+        "hr_mask": mask,
+        "hr_sizes": np.asarray([hr.shape[:2] for _, hr in pairs], dtype=np.int32),
+    }

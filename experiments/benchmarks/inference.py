@@ -1,0 +1,140 @@
+"""Inference throughput and peak memory of `srgan_jax.upscale`, on whatever device JAX finds.
+
+For each LR size x compute dtype x mode it reports output megapixels per second and peak memory:
+
+  untiled  the whole image in one forward pass (skipped when XLA's memory analysis says it needs
+           more than the memory budget, e.g. 2000x1500 at full size on a 24 GiB CPU host)
+  tiled    fixed `--tile` LR tiles with the exact overlap (the receptive-field radius)
+  auto     what `upscale` does by default: untiled if it fits the budget, else the largest tile
+
+Every measurement runs in a fresh subprocess, so its peak RSS (host) and, on accelerators, the
+device's peak bytes in use belong to that measurement alone. The model is the full-size
+generator (16 blocks, 64 channels, x4) with random weights: speed does not depend on the values.
+The first call includes compilation; when it is short, `--repeats` more calls are timed and the
+best is reported.
+
+  python experiments/benchmarks/inference.py                 # the table of issue 5
+  python experiments/benchmarks/inference.py --quick         # seconds: tiny model, small sizes
+  python experiments/benchmarks/inference.py --sizes 4000x3000 --dtypes float32 --modes auto
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+RETIME_BELOW_S = 30.0  # only re-run measurements whose first call was shorter than this
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One measurement, in this process: {'mp_per_s', 'seconds', 'peak_rss_gib', ...}."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from srgan_jax.inference import Upscaler, upscale
+    from srgan_jax.models import Generator
+
+    height, width = (int(v) for v in args.size.split("x"))
+    model = Generator(num_blocks=args.num_blocks, channels=args.channels, scale=4)
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    upscaler = Upscaler(variables, dtype=args.dtype)
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    tile = {"untiled": max(height, width), "tiled": args.tile, "auto": None}[args.mode]
+    result = {"device": str(jax.devices()[0].device_kind)}
+    if args.mode == "untiled":
+        needed = upscaler.bytes_per_pixel * height * width
+        if needed > upscaler.memory_budget:
+            return {**result, "skipped": f"needs {needed / 2**30:.1f} GiB > budget "
+                                         f"{upscaler.memory_budget / 2**30:.1f} GiB"}
+    times = []
+    for _ in range(1 + args.repeats):
+        start = time.perf_counter()
+        sr = upscale(upscaler, image, tile=tile)
+        times.append(time.perf_counter() - start)
+        if times[0] > RETIME_BELOW_S:
+            break
+    assert sr.shape == (4 * height, 4 * width, 3)
+    seconds = min(times[1:] or times)
+    result.update(
+        seconds=seconds,
+        includes_compile=len(times) == 1,
+        mp_per_s=16 * height * width / seconds / 1e6,
+        peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        tile=tile if tile is not None else upscaler.max_tile(),
+    )
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        result["device_peak_gib"] = stats["peak_bytes_in_use"] / 2**30
+    return result
+
+
+def row(args: argparse.Namespace, size: str, dtype: str, mode: str) -> dict:
+    """Runs `measure` for one configuration in a fresh interpreter."""
+    command = [sys.executable, __file__, "--child", "--size", size, "--dtype", dtype,
+               "--mode", mode, "--tile", str(args.tile), "--repeats", str(args.repeats),
+               "--num-blocks", str(args.num_blocks), "--channels", str(args.channels)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def format_row(size: str, dtype: str, mode: str, r: dict) -> str:
+    if "skipped" in r:
+        return f"| {size} | {dtype} | {mode} | - | - | - | - | {r['skipped']} |"
+    note = "first call, incl. compile" if r["includes_compile"] else ""
+    device_peak = f"{r['device_peak_gib']:.2f}" if "device_peak_gib" in r else "-"
+    return (f"| {size} | {dtype} | {mode} | {r['tile']} | {r['mp_per_s']:.3f} | {r['seconds']:.2f} "
+            f"| {r['peak_rss_gib']:.2f} / {device_peak} | {note} |")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="128x128,512x512,2000x1500", help="LR HxW list")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--modes", default="untiled,tiled")
+    parser.add_argument("--tile", type=int, default=256, help="LR tile side of the tiled mode")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls after the first")
+    parser.add_argument("--num-blocks", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 2 blocks, 16 channels, small sizes, tile 48")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.tile, args.repeats, args.num_blocks, args.channels = (
+            "64x64,96x128", 48, 1, 2, 16)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child:
+        print(json.dumps(measure(args)))
+        return 0
+    print(f"model: {args.num_blocks} blocks, {args.channels} channels, x4; tiled: --tile "
+          f"{args.tile}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print("| LR size | dtype | mode | tile | output MP/s | seconds | peak RSS / device GiB "
+          "| note |")
+    print("|---|---|---|---|---|---|---|---|")
+    device = None
+    for size in args.sizes.split(","):
+        for dtype in args.dtypes.split(","):
+            for mode in args.modes.split(","):
+                r = row(args, size, dtype, mode)
+                device = r.get("device", device)
+                print(format_row(size, dtype, mode, r), flush=True)
+    print(f"device: {device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Single-file generator models: `srgan-jax export` and the model file format it writes.
+
+A model file is one msgpack document (flax.serialization; never pickle) holding
+
+    format          'srgan-jax-generator'
+    format_version  1
+    config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}
+    variables       the generator's {'params', 'batch_stats'} as float32 arrays
+
+Loading checks the document against the architecture its config describes, so a file from a
+different model or a damaged file fails with an error naming the tensor and both shapes instead of
+a shape error deep inside XLA.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from srgan_jax.models import Generator
+
+FORMAT = "srgan-jax-generator"
+FORMAT_VERSION = 1
+COLLECTIONS = ("params", "batch_stats")
+Variables = dict[str, Any]
+
+
+class ModelFileError(ValueError):
+    """A model file or variables dict that cannot be used as the generator it claims to be."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and value ranges of a trained generator.
+
+    `lr_range` is the input range the generator was trained on and `sr_range` its output range;
+    inference maps [0, 1] images to and from them.
+    """
+
+    num_blocks: int = 16
+    channels: int = 64
+    scale: int = 4
+    lr_range: tuple[float, float] = (0.0, 1.0)
+    sr_range: tuple[float, float] = (-1.0, 1.0)
+
+    def generator(self, dtype: Any = jnp.float32) -> Generator:
+        return Generator(
+            num_blocks=self.num_blocks, channels=self.channels, scale=self.scale, dtype=dtype
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_blocks": self.num_blocks,
+            "channels": self.channels,
+            "scale": self.scale,
+            "lr_range": list(self.lr_range),
+            "sr_range": list(self.sr_range),
+        }
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any], source: str) -> ModelConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise ModelFileError(f"{source}: unknown model config fields {unknown}")
+        try:
+            values = {k: tuple(float(x) for x in v) if k.endswith("_range") else int(v)
+                      for k, v in config.items()}
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{source}: malformed model config {dict(config)}: {e}") from e
+        return cls(**values)
+
+    @classmethod
+    def from_variables(cls, variables: Mapping[str, Any]) -> ModelConfig:
+        """Reads blocks, channels and scale off a generator's parameter tree (value ranges default).
+
+        The generator's layers are named by flax in creation order: `Conv_0` is the k9 head,
+        then one `Conv_i` after the blocks, one per x2 upsampling stage and the k9 tail.
+        """
+        try:
+            params = variables["params"]
+            num_blocks = sum(1 for name in params if name.startswith("ResidualBlock_"))
+            channels = int(np.shape(params["Conv_0"]["kernel"])[-1])
+            stages = sum(1 for name in params if name.startswith("Conv_")) - 3
+        except (KeyError, TypeError, IndexError) as e:
+            raise ModelFileError(
+                f"not the variables of a srgan_jax Generator (missing {e}); expected a dict "
+                "{'params': ..., 'batch_stats': ...} as returned by Generator.init"
+            ) from e
+        return cls(num_blocks=num_blocks, channels=channels, scale=2**stages)
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """'collection/layer/.../name' -> shape of every tensor of the generator `config` describes."""
+    shapes = jax.eval_shape(
+        config.generator().init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
+    )
+    return {path: tuple(s.shape) for path, s in _flatten(shapes).items()}
+
+
+def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(tree)).items()}
+
+
+def validate_variables(variables: Any, config: ModelConfig, source: str) -> Variables:
+    """Checks `variables` against `config`'s architecture; returns them as float32 numpy arrays.
+
+    Raises `ModelFileError` naming the first missing, unexpected or wrongly shaped tensor.
+    """
+    if not isinstance(variables, Mapping) or not all(c in variables for c in COLLECTIONS):
+        raise ModelFileError(f"{source}: expected variables with collections {list(COLLECTIONS)}")
+    found = _flatten({c: variables[c] for c in COLLECTIONS})
+    expected = expected_shapes(config)
+    for path, shape in expected.items():
+        if path not in found:
+            raise ModelFileError(f"{source}: missing tensor {path} (expected shape {shape})")
+        got = tuple(np.shape(found[path]))
+        if got != shape:
+            raise ModelFileError(
+                f"{source}: tensor {path} has shape {got} but the model "
+                f"(num_blocks={config.num_blocks}, channels={config.channels}, "
+                f"scale={config.scale}) expects {shape}"
+            )
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise ModelFileError(f"{source}: unexpected tensors {unexpected}")
+    flat = {tuple(p.split("/")): np.asarray(v, dtype=np.float32) for p, v in found.items()}
+    return traverse_util.unflatten_dict(flat)
+
+
+def save_model(path: str | os.PathLike, variables: Variables, config: ModelConfig) -> None:
+    """Writes `variables` (checked against `config`) and `config` to one model file, atomically."""
+    path = os.fspath(path)
+    document = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "variables": validate_variables(variables, config, "variables to export"),
+    }
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(document))
+    os.replace(tmp, path)
+
+
+def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
+    """Reads a model file written by `save_model`: (config, float32 numpy variables)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        document = serialization.msgpack_restore(data)
+    except Exception as e:  # msgpack raises ValueError or its own ExtraData/FormatError types
+        raise ModelFileError(
+            f"{path}: not a readable srgan-jax model file (truncated or corrupt?): {e}"
+        ) from e
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a srgan-jax model file (no format={FORMAT!r} header)")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format version {version} is not supported "
+            f"(this srgan-jax reads version {FORMAT_VERSION})"
+        )
+    config = ModelConfig.from_dict(document.get("config", {}), path)
+    return config, validate_variables(document.get("variables"), config, path)
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file (model files) rather than a directory (training workdirs)."""
+    return os.path.isfile(path)
+
+
+def checkpoint_variables(workdir: str, step: int | None = None, best: bool = False) -> Variables:
+    """Generator variables of a training workdir's checkpoint: latest, `step`, or best PSNR."""
+    from srgan_jax import checkpoints  # orbax: only for workdirs, not for model files
+
+    if best:
+        step = best_step(workdir)
+    path = workdir if step is None else os.path.join(checkpoints.checkpoint_dir(workdir), str(step))
+    if step is not None and not os.path.isdir(path):
+        raise FileNotFoundError(f"{workdir}: no checkpoint for step {step} (looked for {path})")
+    return checkpoints.load_generator_variables(path)
+
+
+def best_step(workdir: str) -> int:
+    """The checkpoint step of `workdir` with the best validation PSNR."""
+    import orbax.checkpoint as ocp
+
+    from srgan_jax import checkpoints
+
+    metric = checkpoints.BEST_METRIC
+    options = ocp.CheckpointManagerOptions(
+        read_only=True, best_fn=lambda metrics: metrics[metric], best_mode="max"
+    )
+    with ocp.CheckpointManager(checkpoints.checkpoint_dir(workdir), options=options) as manager:
+        step = manager.best_step()
+    if step is None:
+        raise FileNotFoundError(f"{workdir}: no checkpoint was saved with a validation {metric}")
+    return step
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="srgan-jax export",
+        description="Write a trained generator (variables and model config) to one model file.",
+    )
+    parser.add_argument("--workdir", required=True, help="training workdir with checkpoints/")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    which.add_argument("--best", action="store_true", help="checkpoint with the best val PSNR")
+    parser.add_argument("-o", "--output", required=True, help="model file to write (.msgpack)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if os.path.exists(args.output) and not args.overwrite:
+        print(f"srgan-jax export: {args.output} exists; pass --overwrite", file=sys.stderr)
+        return 1
+    try:
+        variables = checkpoint_variables(args.workdir, args.step, args.best)
+        config = ModelConfig.from_variables(variables)
+        save_model(args.output, variables, config)
+    except (OSError, ValueError) as e:
+        print(f"srgan-jax export: {e}", file=sys.stderr)
+        return 1
+    size = os.path.getsize(args.output) / 2**20
+    print(
+        f"wrote {args.output} ({size:.1f} MiB): num_blocks={config.num_blocks}, "
+        f"channels={config.channels}, scale={config.scale}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Upscaling images with a trained generator: `Upscaler`, `load_generator` and `upscale`.
+
+`Upscaler` is the float core: [0, 1] RGB in, [0, 1] RGB out, jit-compiled (XLA caches one
+executable per input shape), BN in inference mode, and tiled (see `srgan_jax.tiling`) whenever an
+image does not fit the memory budget. `upscale` is the one-call API on top of it for real images:
+numpy uint8/uint16/float arrays or PIL images, gray, RGB or with alpha, returned in the same kind.
+
+Nothing here imports TensorFlow; orbax is imported only when a training workdir is loaded.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from srgan_jax import export
+from srgan_jax.export import ModelConfig, Variables
+from srgan_jax.tiling import receptive_field_radius, upscale_tiled
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ALPHA_MODES = ("bicubic", "model")
+GRAY_WEIGHTS = np.asarray([0.299, 0.587, 0.114], np.float32)  # BT.601 luma, as PIL's "L"
+CPU_BUDGET_CAP = 4 << 30  # bytes: larger tiles barely speed up a CPU but would crowd the host
+PROBE_SIZE = 64  # LR side of the shape whose compiled memory use calibrates the budget
+
+
+def default_memory_budget(device: jax.Device | None = None) -> int:
+    """Bytes one forward pass may use: half of an accelerator's free memory; on CPU a quarter of
+    the available RAM, at most `CPU_BUDGET_CAP`."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(0.5 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return CPU_BUDGET_CAP // 2
+    return int(min(available // 4, CPU_BUDGET_CAP))
+
+
+def _dtype(dtype: Any) -> Any:
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        return DTYPES[dtype]
+    if jnp.dtype(dtype) not in {jnp.dtype(d) for d in DTYPES.values()}:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return jnp.dtype(dtype).type
+
+
+class Upscaler:
+    """A generator ready for inference: `upscaler(lr)` maps [0, 1] RGB to [0, 1] RGB, `scale`x.
+
+    Args:
+      variables: the generator's `{'params', 'batch_stats'}`.
+      config: its architecture and value ranges (default: read off `variables`' shapes).
+      dtype: compute dtype, 'float32' or 'bfloat16' (parameters stay float32).
+      memory_budget: bytes one forward pass may use on the device (default:
+        `default_memory_budget()`); images larger than that are tiled automatically.
+    """
+
+    def __init__(
+        self,
+        variables: Variables,
+        config: ModelConfig | None = None,
+        *,
+        dtype: Any = "float32",
+        memory_budget: int | None = None,
+    ):
+        self.config = config or ModelConfig.from_variables(variables)
+        self.variables = jax.device_put(
+            export.validate_variables(variables, self.config, "generator variables")
+        )
+        self.dtype = _dtype(dtype)
+        self.model = self.config.generator(self.dtype)
+        self.memory_budget = memory_budget or default_memory_budget()
+        self._forward = jax.jit(self._apply)
+
+    @classmethod
+    def from_path(
+        cls, path: str | os.PathLike, *, dtype: Any = "float32", memory_budget: int | None = None
+    ) -> Upscaler:
+        """Loads a model file (`srgan-jax export`) or a training workdir's latest checkpoint."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            variables = export.checkpoint_variables(path)
+            config = ModelConfig.from_variables(variables)
+        elif os.path.isfile(path):
+            config, variables = export.load_model(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such model file or training workdir")
+        return cls(variables, config, dtype=dtype, memory_budget=memory_budget)
+
+    def with_dtype(self, dtype: Any) -> Upscaler:
+        """The same model computing in `dtype` (shares the variables)."""
+        if _dtype(dtype) == self.dtype:
+            return self
+        return Upscaler(self.variables, self.config, dtype=dtype, memory_budget=self.memory_budget)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    @property
+    def receptive_field(self) -> int:
+        """LR pixels of context each output pixel depends on, per side: the exact tile overlap."""
+        return receptive_field_radius(self.config.num_blocks, self.config.scale)
+
+    def _apply(self, variables: Variables, lr: jax.Array) -> jax.Array:
+        (lr_lo, lr_hi), (sr_lo, sr_hi) = self.config.lr_range, self.config.sr_range
+        sr = self.model.apply(variables, lr_lo + lr * (lr_hi - lr_lo), train=False)
+        return jnp.clip((sr - sr_lo) / (sr_hi - sr_lo), 0.0, 1.0)
+
+    def _run(self, lr: np.ndarray) -> jax.Array:
+        """Dispatches one [N, h, w, 3] host batch; the result is still being computed."""
+        return self._forward(self.variables, jnp.asarray(lr, jnp.float32))
+
+    @functools.cached_property
+    def bytes_per_pixel(self) -> float:
+        """Device bytes one forward pass needs per LR pixel, from XLA's compiled memory analysis.
+
+        Activation memory grows linearly with the number of pixels, so one small compile
+        calibrates it; backends without an analysis get a conservative closed-form estimate
+        (two HR feature maps at the last upsampling stage, in float32).
+        """
+        probe = jax.ShapeDtypeStruct((1, PROBE_SIZE, PROBE_SIZE, 3), jnp.float32)
+        try:
+            stats = self._forward.lower(self.variables, probe).compile().memory_analysis()
+            used = stats.temp_size_in_bytes + stats.output_size_in_bytes
+        except (AttributeError, NotImplementedError, jax.errors.JaxRuntimeError):
+            return 3.0 * 4 * self.config.channels * self.scale**2
+        return max(used, 1) / PROBE_SIZE**2
+
+    def max_tile(self) -> int:
+        """The largest square LR tile side whose forward pass fits the memory budget."""
+        return max(int(math.sqrt(self.memory_budget / self.bytes_per_pixel)), 1)
+
+    def __call__(
+        self, lr: Any, *, tile: int | None = None, tile_overlap: int | None = None
+    ) -> np.ndarray:
+        """Upscales float RGB in [0, 1], (H, W, 3) or a same-size batch (N, H, W, 3).
+
+        Args:
+          tile: LR tile side. None: whole images (as many per call as fit the memory budget),
+            tiling only images that do not fit, with tiles of `max_tile()`.
+          tile_overlap: LR pixels of context kept around each tile (default, and the smallest
+            value for which tiling changes nothing: `receptive_field`).
+
+        Returns:
+          float32 host array in [0, 1], (sH, sW, 3) or (N, sH, sW, 3).
+        """
+        batch = np.asarray(lr, dtype=np.float32)
+        if batch.ndim not in (3, 4) or batch.shape[-1] != 3 or 0 in batch.shape:
+            raise ValueError(
+                f"Upscaler expects (H, W, 3) or (N, H, W, 3) RGB images, got shape {batch.shape}"
+            )
+        single = batch.ndim == 3
+        batch = batch[None] if single else batch
+        n, height, width = batch.shape[:3]
+        overlap = self.receptive_field if tile_overlap is None else int(tile_overlap)
+        if overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+        if tile is not None and tile < 1:
+            raise ValueError(f"tile must be a positive number of LR pixels, got {tile}")
+        per_call = int(self.memory_budget // (self.bytes_per_pixel * height * width))
+        if tile is None and per_call >= 1:
+            results = [self._run(batch[i : i + per_call]) for i in range(0, n, per_call)]
+            out = np.concatenate([np.asarray(r) for r in results])
+        else:
+            tile = tile or self.max_tile()
+            out = np.stack(
+                [upscale_tiled(self._run, image, self.scale, tile, overlap) for image in batch]
+            )
+        return out[0] if single else out
+
+
+def load_generator(path: str | os.PathLike, *, dtype: Any = "float32") -> Upscaler:
+    """An `Upscaler` for a model file or training workdir (its `.model` and `.variables` are the
+    Flax module and variables, for use with `model.apply`)."""
+    return Upscaler.from_path(path, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_upscaler(path: str, mtime_ns: int, dtype: str) -> Upscaler:
+    del mtime_ns  # part of the cache key only: a rewritten file is loaded again
+    return Upscaler.from_path(path, dtype=dtype)
+
+
+def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
+    if isinstance(model, Upscaler):
+        return model if dtype is None else model.with_dtype(dtype)
+    dtype = "float32" if dtype is None else dtype
+    if isinstance(model, str | os.PathLike):
+        path = os.path.abspath(os.fspath(model))
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such model file or training workdir")
+        return _cached_upscaler(path, os.stat(path).st_mtime_ns, jnp.dtype(_dtype(dtype)).name)
+    if isinstance(model, dict):
+        return Upscaler(model, dtype=dtype)
+    raise TypeError(
+        "upscale: the model must be an Upscaler, a path to a model file or workdir, or a "
+        f"generator's {{'params', 'batch_stats'}} dict, got {type(model).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Real images: sample formats and channel layouts in and out of the float RGB core.
+
+
+class _Samples:
+    """Conversion of one sample type to float [0, 1] and back."""
+
+    def __init__(self, dtype: np.dtype):
+        if dtype in (np.uint8, np.uint16):
+            self.peak = float(np.iinfo(dtype).max)
+        elif np.issubdtype(dtype, np.floating):
+            self.peak = None
+        else:
+            raise TypeError(
+                f"upscale: unsupported pixel dtype {dtype}; use uint8, uint16 or float in [0, 1]"
+            )
+        self.dtype = dtype
+
+    def to_float(self, pixels: np.ndarray) -> np.ndarray:
+        if self.peak is not None:
+            return pixels.astype(np.float32) / self.peak
+        values = pixels.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError("upscale: float image contains NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"upscale: float images must be in [0, 1], got values in [{low:g}, {high:g}]"
+            )
+        return values
+
+    def from_float(self, values: np.ndarray) -> np.ndarray:
+        if self.peak is None:
+            return values.astype(self.dtype)
+        return np.round(np.clip(values, 0.0, 1.0) * self.peak).astype(self.dtype)
+
+
+def _bicubic(channel: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic upscaling of one float [0, 1] plane (Pillow's separable Keys kernel, a = -0.5)."""
+    height, width = channel.shape
+    image = Image.fromarray(np.ascontiguousarray(channel, np.float32), mode="F")
+    resized = image.resize((width * scale, height * scale), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(resized), 0.0, 1.0)
+
+
+def upscale_float(
+    upscaler: Upscaler,
+    image: np.ndarray,
+    *,
+    alpha: str = "bicubic",
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+) -> np.ndarray:
+    """Upscales a float [0, 1] image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels,
+    (H, W, C) -> (sH, sW, C).
+
+    Gray goes through the model replicated to RGB and comes back as BT.601 luma. Alpha is upscaled
+    by bicubic interpolation, or with `alpha='model'` by the model as a gray image (batched with
+    the colour planes, which have the same size).
+    """
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
+    channels = image.shape[-1]
+    color, opacity = (image[..., :-1], image[..., -1]) if channels in (2, 4) else (image, None)
+    gray = color.shape[-1] == 1
+    planes = [np.repeat(color, 3, axis=-1) if gray else color]
+    if opacity is not None and alpha == "model":
+        planes.append(np.repeat(opacity[..., None], 3, axis=-1))
+    sr = upscaler(np.stack(planes), tile=tile, tile_overlap=tile_overlap)
+    out = [sr[0] @ GRAY_WEIGHTS[:, None] if gray else sr[0]]
+    if opacity is not None:
+        sr_alpha = sr[1] @ GRAY_WEIGHTS if alpha == "model" else _bicubic(opacity, upscaler.scale)
+        out.append(sr_alpha[..., None])
+    return np.clip(np.concatenate(out, axis=-1), 0.0, 1.0)
+
+
+# PIL modes upscaled as they are (mode -> numpy layout is np.asarray's); others are converted.
+_PIL_NATIVE = frozenset({"L", "LA", "RGB", "RGBA", "I;16", "F"})
+
+
+def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, Callable[[np.ndarray], Image.Image]]:
+    """Pixels of a PIL image and the function that makes an image of the same mode from new ones.
+
+    Palette, 1-bit, CMYK and other colour spaces are converted (to RGB, RGBA when the image has
+    transparency, or L); the result then has that mode. 32-bit integer images ('I') are taken
+    as 16-bit samples, as Pillow reads 16-bit PNGs.
+    """
+    if image.mode == "I":
+        pixels = np.asarray(image)
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError("upscale: 32-bit integer ('I') images must hold 16-bit values")
+        return pixels.astype(np.uint16), lambda p: Image.fromarray(p.astype(np.int32), mode="I")
+    if image.mode not in _PIL_NATIVE:
+        target = "L" if image.mode == "1" else "RGBA" if image.has_transparency_data else "RGB"
+        image = image.convert(target)
+    mode, info = image.mode, dict(image.info)
+
+    def to_image(pixels: np.ndarray) -> Image.Image:
+        result = Image.fromarray(pixels, mode=mode) if mode == "I;16" else Image.fromarray(pixels)
+        result.info.update({k: v for k, v in info.items() if k == "icc_profile"})
+        return result
+
+    return np.asarray(image), to_image
+
+
+def upscale(
+    model: Any,
+    image: Any,
+    *,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    dtype: Any = None,
+    alpha: str = "bicubic",
+) -> Any:
+    """Upscales one image with a trained generator; returns the same kind of image, `scale`x.
+
+    Args:
+      model: an `Upscaler`, a path to a model file or training workdir (loaded once and cached),
+        or a generator's `{'params', 'batch_stats'}` dict (architecture read off its shapes).
+      image: numpy uint8, uint16 or float ([0, 1]) array shaped (H, W), (H, W, 1), (H, W, 2)
+        (gray + alpha), (H, W, 3) or (H, W, 4), or a PIL image (palette, 1-bit and CMYK images
+        come back as RGB/RGBA/L).
+      tile, tile_overlap: see `Upscaler.__call__` (default: automatic, exact).
+      dtype: compute dtype, 'float32' (default) or 'bfloat16'.
+      alpha: 'bicubic' (default) or 'model': how an alpha channel is upscaled.
+
+    Returns:
+      An array of the input's dtype and channels, or a PIL image of the input's mode.
+    """
+    upscaler = _as_upscaler(model, dtype)
+    to_image: Callable[[np.ndarray], Any] = lambda pixels: pixels
+    if isinstance(image, Image.Image):
+        image, to_image = _pil_to_array(image)
+    elif not hasattr(image, "__array__") or isinstance(image, str | bytes):
+        raise TypeError(
+            f"upscale: expected a numpy array or PIL image, got {type(image).__name__}"
+        )
+    pixels = np.asarray(image)
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(
+            "upscale: expected an image shaped (H, W) or (H, W, C) with C in 1..4, "
+            f"got shape {pixels.shape}"
+        )
+    if pixels.size == 0:
+        raise ValueError(f"upscale: empty image of shape {pixels.shape}")
+    samples = _Samples(pixels.dtype)
+    values = samples.to_float(pixels)
+    sr = upscale_float(
+        upscaler, values if values.ndim == 3 else values[..., None],
+        alpha=alpha, tile=tile, tile_overlap=tile_overlap,
+    )
+    return to_image(samples.from_float(sr if pixels.ndim == 3 else sr[..., 0]))

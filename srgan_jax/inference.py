@@ -170,14 +170,14 @@ class Upscaler:
         if tile is not None and tile < 1:
             raise ValueError(f"tile must be a positive number of LR pixels, got {tile}")
         per_call = int(self.memory_budget // (self.bytes_per_pixel * height * width))
+        out = np.empty((n, height * self.scale, width * self.scale, 3), np.float32)
         if tile is None and per_call >= 1:
-            results = [self._run(batch[i : i + per_call]) for i in range(0, n, per_call)]
-            out = np.concatenate([np.asarray(r) for r in results])
+            chunks = [(i, self._run(batch[i : i + per_call])) for i in range(0, n, per_call)]
+            for i, result in chunks:
+                out[i : i + per_call] = result
         else:
-            tile = tile or self.max_tile()
-            out = np.stack(
-                [upscale_tiled(self._run, image, self.scale, tile, overlap) for image in batch]
-            )
+            for image, sr in zip(batch, out, strict=True):
+                upscale_tiled(self._run, image, self.scale, tile or self.max_tile(), overlap, sr)
         return out[0] if single else out
 
 
@@ -242,9 +242,12 @@ class _Samples:
         return values
 
     def from_float(self, values: np.ndarray) -> np.ndarray:
+        """Samples of float [0, 1] `values` (which it may overwrite: images can be gigabytes)."""
         if self.peak is None:
-            return values.astype(self.dtype)
-        return np.round(np.clip(values, 0.0, 1.0) * self.peak).astype(self.dtype)
+            return values.astype(self.dtype, copy=False)
+        np.clip(values, 0.0, 1.0, out=values)
+        values *= self.peak
+        return np.rint(values, out=values).astype(self.dtype)
 
 
 def _bicubic(channel: np.ndarray, scale: int) -> np.ndarray:
@@ -279,11 +282,11 @@ def upscale_float(
     if opacity is not None and alpha == "model":
         planes.append(np.repeat(opacity[..., None], 3, axis=-1))
     sr = upscaler(np.stack(planes), tile=tile, tile_overlap=tile_overlap)
-    out = [sr[0] @ GRAY_WEIGHTS[:, None] if gray else sr[0]]
-    if opacity is not None:
-        sr_alpha = sr[1] @ GRAY_WEIGHTS if alpha == "model" else _bicubic(opacity, upscaler.scale)
-        out.append(sr_alpha[..., None])
-    return np.clip(np.concatenate(out, axis=-1), 0.0, 1.0)
+    sr_color = sr[0] @ GRAY_WEIGHTS[:, None] if gray else sr[0]
+    if opacity is None:
+        return sr_color
+    sr_alpha = sr[1] @ GRAY_WEIGHTS if alpha == "model" else _bicubic(opacity, upscaler.scale)
+    return np.concatenate([sr_color, sr_alpha[..., None]], axis=-1)
 
 
 # PIL modes upscaled as they are (mode -> numpy layout is np.asarray's); others are converted.

@@ -1,0 +1,234 @@
+"""image_io: modes, 16-bit fidelity, EXIF orientation, ICC profiles, errors and atomic writes.
+
+References are independent of the code under test: Pillow's own decoders and conversions, numpy
+arithmetic, and a minimal filter-free PNG writer below.
+"""
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from srgan_jax import image_io
+from srgan_jax.image_io import ImageData, ImageReadError, read_image, read_rgb, write_image
+
+RNG = np.random.default_rng(0)
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def random_pixels(shape, dtype=np.uint8):
+    return RNG.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+
+
+def smooth_rgb(height=32, width=48):
+    """A smooth image, so that JPEG at quality 100 stays within a few levels."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (height + width)],
+                    axis=-1).round().astype(np.uint8)
+
+
+def plain_png16(path, pixels, color_type):
+    """A 16-bit PNG with filter type 0 on every row: an encoder independent of image_io's."""
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    height, width = pixels.shape[:2]
+    rows = pixels.astype(">u2").reshape(height, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(13, 17), (13, 17, 3), (13, 17, 4)])
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_png_and_tiff_round_trip_exactly(tmp_path, ext, shape, dtype):
+    pixels = random_pixels(shape, dtype)
+    path = tmp_path / f"image.{ext}"
+    write_image(path, pixels)
+    data = read_image(path)
+    assert data.pixels.dtype == dtype
+    np.testing.assert_array_equal(data.pixels, pixels)
+    assert data.format == {"png": "PNG", "tif": "TIFF"}[ext]
+    assert data.path == str(path)
+    # Pillow's own decoder agrees on the high bytes, so the files are standard.
+    with Image.open(path) as image:
+        high = np.asarray(image.convert("RGBA" if shape[-1] == 4 else image.mode))
+    if dtype == np.uint16 and len(shape) == 3:
+        np.testing.assert_array_equal(high[..., : shape[2]], pixels >> 8)
+
+
+@pytest.mark.parametrize("color_type, channels", [(0, 1), (2, 3), (4, 2), (6, 4)])
+def test_reads_16_bit_png_from_another_encoder(tmp_path, color_type, channels):
+    pixels = random_pixels((9, 11, channels), np.uint16)
+    plain_png16(tmp_path / "a.png", pixels, color_type)
+    data = read_image(tmp_path / "a.png")
+    if channels == 1:
+        expected = pixels[..., 0]
+    elif channels == 2:
+        expected = pixels[..., [0, 0, 0, 1]]  # gray+alpha comes back as RGBA
+    else:
+        expected = pixels
+    np.testing.assert_array_equal(data.pixels, expected)
+    assert data.bit_depth == 16
+
+
+def test_read_rgb_scales_16_bit_by_257_with_rounding(tmp_path):
+    pixels = np.arange(0, 65536, 7, dtype=np.uint16)[: 90 * 3].reshape(9, 10, 3)
+    pixels[0, 0] = [65535, 128, 129]  # extremes and the rounding boundary of 0 / 1
+    plain_png16(tmp_path / "a.png", pixels, 2)
+    expected = np.round(pixels.astype(np.float64) / 257.0).astype(np.uint8)
+    rgb = read_rgb(tmp_path / "a.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (9, 10, 3)
+    np.testing.assert_array_equal(rgb, expected)
+    np.testing.assert_array_equal(rgb[0, 0], [255, 0, 1])
+
+
+def test_pillow_written_16_bit_gray_png(tmp_path):
+    pixels = random_pixels((7, 5), np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "g.png")  # Pillow's I;16 writer
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").pixels, pixels)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "g.png"),
+                                  np.repeat(((pixels + 128.0) // 257)[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    image = Image.fromarray(random_pixels((6, 10, 3)))
+    exif = image.getexif()
+    exif[image_io.EXIF_ORIENTATION] = orientation
+    image.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "o.jpg") as stored:
+        expected = np.asarray(ImageOps.exif_transpose(stored))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "o.jpg"), expected)
+    assert expected.shape[:2] == ((10, 6) if orientation >= 5 else (6, 10))
+
+
+def test_exif_orientation_applies_to_16_bit(tmp_path):
+    pixels = random_pixels((4, 6, 3), np.uint16)
+    image = Image.new("RGB", (6, 4))
+    exif = image.getexif()
+    exif[image_io.EXIF_ORIENTATION] = 6  # stored rotated 90 degrees counter-clockwise
+    path = tmp_path / "r.png"
+    path.write_bytes(image_io.encode_png16(pixels))
+    with Image.open(path) as stored:  # re-save through Pillow would lose 16 bits: add eXIf chunk
+        assert stored.size == (6, 4)
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(
+        ">I", zlib.crc32(b"eXIf" + body))
+    data = path.read_bytes()
+    end = data.index(b"IEND") - 4
+    path.write_bytes(data[:end] + chunk + data[end:])
+    np.testing.assert_array_equal(read_image(path).pixels, np.rot90(pixels, -1))
+
+
+def test_mode_conversions_match_pillow(tmp_path):
+    rgb = smooth_rgb()
+    palette = Image.fromarray(rgb).quantize(16)
+    palette.save(tmp_path / "p.png")
+    palette.save(tmp_path / "pt.png", transparency=3)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    Image.fromarray(rgb).convert("LA").save(tmp_path / "la.png")
+    Image.fromarray(rgb).convert("1").save(tmp_path / "b.png")
+    cases = {"p.png": "RGB", "pt.png": "RGBA", "c.jpg": "RGB", "la.png": "RGBA", "b.png": "L"}
+    for name, mode in cases.items():
+        with Image.open(tmp_path / name) as image:
+            expected = np.asarray(image.convert(mode))
+        data = read_image(tmp_path / name)
+        np.testing.assert_array_equal(data.pixels, expected, err_msg=name)
+        np.testing.assert_array_equal(read_rgb(tmp_path / name), image_io.to_rgb(expected))
+    assert read_image(tmp_path / "pt.png").pixels[..., 3].min() == 0  # index 3 is transparent
+
+
+def test_integer_and_float_modes(tmp_path):
+    values = np.array([[-5, 0, 300], [65535, 70000, 1]], dtype=np.int32)
+    Image.fromarray(values, mode="I").save(tmp_path / "i.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "i.tif").pixels,
+                                  np.clip(values, 0, 65535).astype(np.uint16))
+    floats = np.array([[0.0, 0.5, 1.0], [-0.25, 2.0, 1 / 65535]], dtype=np.float32)
+    Image.fromarray(floats, mode="F").save(tmp_path / "f.tif")
+    expected = np.round(np.clip(floats.astype(np.float64), 0, 1) * 65535).astype(np.uint16)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif").pixels, expected)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "f.tif")[..., 0],
+                                  np.round(expected / 257.0).astype(np.uint8))
+
+
+def test_icc_profile_is_kept_where_it_fits(tmp_path):
+    rgb16 = random_pixels((5, 6, 3), np.uint16)
+    for name, pixels in [("a.png", rgb16), ("b.tif", rgb16), ("c.jpg", smooth_rgb()),
+                         ("d.png", smooth_rgb()), ("e.webp", smooth_rgb())]:
+        write_image(tmp_path / name, pixels, icc_profile=SRGB_ICC)
+        assert read_image(tmp_path / name).icc_profile == SRGB_ICC, name
+    write_image(tmp_path / "gray.png", random_pixels((5, 6)), icc_profile=SRGB_ICC)
+    assert read_image(tmp_path / "gray.png").icc_profile is None  # an RGB profile on gray: dropped
+    data = ImageData(rgb16, icc_profile=SRGB_ICC)
+    write_image(tmp_path / "f.png", data)  # the profile travels with ImageData
+    assert read_image(tmp_path / "f.png").icc_profile == SRGB_ICC
+
+
+def test_eight_bit_formats(tmp_path):
+    rgba16 = np.concatenate([smooth_rgb().astype(np.uint16) * 257,
+                             np.full((32, 48, 1), 40000, np.uint16)], axis=2)
+    write_image(tmp_path / "a.jpg", rgba16, quality=100)
+    jpeg = read_image(tmp_path / "a.jpg").pixels
+    assert jpeg.dtype == np.uint8 and jpeg.shape == (32, 48, 3)  # alpha dropped
+    assert np.abs(jpeg.astype(int) - smooth_rgb()).mean() < 2  # lossy, chroma subsampled
+    write_image(tmp_path / "a.bmp", rgba16[..., :3])
+    np.testing.assert_array_equal(read_image(tmp_path / "a.bmp").pixels, smooth_rgb())
+    write_image(tmp_path / "a.webp", rgba16)
+    webp = read_image(tmp_path / "a.webp").pixels
+    assert webp.shape == (32, 48, 4) and (webp[..., 3] == round(40000 / 257)).all()
+
+
+def test_write_is_atomic_and_validates(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"old")
+    write_image(path, random_pixels((4, 4, 3)))
+    assert read_image(path).pixels.shape == (4, 4, 3)
+    assert os.listdir(tmp_path) == ["out.png"]  # no temporary file left behind
+    with pytest.raises(ValueError, match="out.gif"):
+        write_image(tmp_path / "out.gif", random_pixels((4, 4, 3)))
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        write_image(path, np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="shaped"):
+        write_image(path, np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(FileNotFoundError):
+        write_image(tmp_path / "missing" / "x.png", random_pixels((4, 4)))
+    assert sorted(os.listdir(tmp_path)) == ["out.png"]
+
+
+def _png_bytes(pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _jpeg_bytes(pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.jpg", b""),
+    ("text.png", b"this is not an image\n"),
+    ("truncated.png", _png_bytes(random_pixels((64, 64, 3)))[:600]),
+    ("truncated.jpg", _jpeg_bytes(random_pixels((64, 64, 3)))[:700]),
+    ("corrupt.jpg", _jpeg_bytes(random_pixels((64, 64, 3)))[:20] + bytes(range(256)) * 8),
+])
+def test_unreadable_files_raise_naming_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for reader in (read_rgb, read_image):
+        with pytest.raises(ImageReadError, match=name):
+            reader(path)
+
+
+def test_missing_file_raises_image_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match="nothing.png"):
+        read_rgb(tmp_path / "nothing.png")

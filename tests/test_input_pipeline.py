@@ -1,0 +1,380 @@
+"""input_pipeline and demo_data: sources, bad input, aligned crops, determinism, resume, sharding.
+
+Crops are checked against images whose pixels encode their own coordinates, so where a crop came
+from (and which flip/rotation it got) is read off its values; LR is recomputed with `degrade`.
+"""
+import os
+import sys
+import types
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from srgan_jax import demo_data, image_io
+from srgan_jax import input_pipeline as ip
+from srgan_jax.imresize import degrade, modcrop
+
+CROP, SCALE = 48, 4
+RNG = np.random.default_rng(0)
+
+
+def textured(height, width, seed=0):
+    """A smooth RGB image with some detail, so JPEG stays close to it."""
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    image = [np.sin(x / rng.uniform(3, 9) + y / rng.uniform(3, 9) + c) for c in range(3)]
+    return np.round((np.stack(image, axis=-1) + 1) * 127.5).astype(np.uint8)
+
+
+def coordinate_source(sizes):
+    """Images whose pixel (y, x) of image k is (y, x, k): a crop's values say where it came from."""
+    images = []
+    for k, (height, width) in enumerate(sizes):
+        y, x = np.mgrid[0:height, 0:width]
+        images.append(np.stack([y, x, np.full_like(y, k)], axis=-1).astype(np.uint8))
+    return ip.ImageSource("coordinates", images, tuple(f"coord{k}" for k in range(len(sizes))),
+                          tuple(sizes))
+
+
+def to_uint8_hr(hr):
+    return np.round((hr.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
+
+
+def iterator(source, **overrides):
+    options = dict(global_batch_size=8, crop_size=CROP, scale=SCALE, seed=0, layout="global",
+                   prefetch=0)
+    options.update(overrides)
+    return ip.create_train_iterator(source, **options)
+
+
+def recorded_warnings(function, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args, **kwargs)
+    skipped = [w for w in caught if issubclass(w.category, ip.SkippedImageWarning)]
+    return result, [str(w.message) for w in skipped]
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    """Good, convertible and broken image files, with what each good one must decode to."""
+    folder = tmp_path / "messy"
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    expected = {}
+
+    def save(name, array, **kwargs):
+        Image.fromarray(array).save(folder / name, **kwargs)
+
+    rgb = textured(64, 80)
+    save("good.png", rgb)
+    expected["good.png"] = rgb
+    save("nested/deeper/UPPER.PNG", rgb[::-1])
+    expected["nested/deeper/UPPER.PNG"] = rgb[::-1]
+    save("gray.png", rgb[..., 0])
+    expected["gray.png"] = np.repeat(rgb[..., :1], 3, axis=2)
+    rgba = np.concatenate([rgb, RNG.integers(0, 256, (64, 80, 1), dtype=np.uint8)], axis=2)
+    save("rgba.png", rgba)
+    expected["rgba.png"] = rgb
+    sixteen = RNG.integers(0, 65536, (60, 70, 3), dtype=np.uint16)
+    (folder / "sixteen.png").write_bytes(image_io.encode_png16(sixteen))
+    expected["sixteen.png"] = np.round(sixteen / 257.0).astype(np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    with Image.open(folder / "cmyk.jpg") as image:
+        assert image.mode == "CMYK"
+        expected["cmyk.jpg"] = np.asarray(image.convert("RGB"))
+    palette = Image.fromarray(rgb).quantize(32)
+    palette.save(folder / "palette.png")
+    expected["palette.png"] = np.asarray(palette.convert("RGB"))
+    rotated = Image.fromarray(textured(56, 96, seed=1))
+    exif = rotated.getexif()
+    exif[image_io.EXIF_ORIENTATION] = 6  # display = stored turned 90 degrees clockwise
+    rotated.save(folder / "rotated.jpg", exif=exif, quality=100, subsampling=0)
+    with Image.open(folder / "rotated.jpg") as image:
+        expected["rotated.jpg"] = np.asarray(ImageOps.exif_transpose(image))
+    save("small.png", rgb[:40, :40])
+    expected["small.png"] = rgb[:40, :40]
+
+    png = (folder / "good.png").read_bytes()
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    jpeg = (folder / "rotated.jpg").read_bytes()
+    (folder / "corrupt.jpg").write_bytes(jpeg[:20] + bytes(range(256)) * 4)
+    (folder / "text.png").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    return folder, expected
+
+
+def test_messy_folder_converts_or_skips_each_file_once(messy_folder):
+    folder, expected = messy_folder
+    source, messages = recorded_warnings(ip.folder_source, [folder])
+    bad = ["truncated.png", "corrupt.jpg", "text.png", "empty.jpg"]
+    assert len(messages) == len(bad)
+    for name in bad:
+        assert sum(str(folder / name) in m for m in messages) == 1, (name, messages)
+
+    loaded = {os.path.relpath(n, folder): image for n, image in zip(
+        source.names, source.hr, strict=True)}
+    assert sorted(loaded) == sorted(expected)
+    for name, image in loaded.items():
+        assert image.dtype == np.uint8 and image.shape == expected[name].shape, name
+        np.testing.assert_array_equal(image, expected[name], err_msg=name)
+    assert loaded["rotated.jpg"].shape == (96, 56, 3)  # stored 56x96, shown upright
+    upright = np.rot90(textured(56, 96, seed=1), -1).astype(int)
+    assert np.abs(loaded["rotated.jpg"] - upright).mean() < 1  # the same pixels, through JPEG
+    assert np.abs(loaded["rotated.jpg"] - upright[::-1, ::-1]).mean() > 20  # not the wrong way
+    assert source.sizes == tuple(image.shape[:2] for image in source.hr)
+
+    it, messages = recorded_warnings(iterator, source)
+    assert len(messages) == 1 and "small.png" in messages[0] and "crop_size=48" in messages[0]
+    batch = next(it)
+    assert batch["hr"].shape == (8, CROP, CROP, 3)
+
+
+def test_lazy_folder_matches_cached(messy_folder):
+    folder, _ = messy_folder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ip.SkippedImageWarning)
+        cached = ip.folder_source([folder])
+        lazy = ip.folder_source([folder], cache_bytes=0)
+        assert isinstance(lazy.hr, Sequence) and not isinstance(lazy.hr, list)
+        assert lazy.names == cached.names and lazy.sizes == cached.sizes
+        a, b = iterator(cached), iterator(lazy)
+    for _ in range(2):
+        x, y = next(a), next(b)
+        np.testing.assert_array_equal(x["hr"], y["hr"])
+        np.testing.assert_array_equal(x["lr"], y["lr"])
+
+
+def test_folder_without_usable_images_is_an_error_naming_it(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_text("no")
+    with pytest.warns(ip.SkippedImageWarning), pytest.raises(ValueError, match="bad"):
+        ip.folder_source([tmp_path / "bad"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        ip.folder_source([tmp_path / "empty"])
+    with pytest.raises(ValueError, match="missing"):
+        ip.folder_source([tmp_path / "missing"])
+    (tmp_path / "tiny").mkdir()
+    Image.fromarray(textured(20, 20)).save(tmp_path / "tiny" / "t.png")
+    source = ip.folder_source([tmp_path / "tiny"])
+    with pytest.warns(ip.SkippedImageWarning, match="t.png"), \
+            pytest.raises(ValueError, match="tiny"):
+        iterator(source)
+
+
+def test_crops_are_aligned_augmented_and_in_range():
+    source = coordinate_source([(120, 100), (80, 150), (48, 48)])
+    it = iterator(source, global_batch_size=16)
+    transforms_seen, images_seen = set(), set()
+    for _ in range(8):
+        batch = next(it)
+        assert batch["lr"].dtype == np.float32 and batch["hr"].dtype == np.float32
+        assert batch["lr"].shape == (16, CROP // SCALE, CROP // SCALE, 3)
+        assert batch["lr"].min() >= 0.0 and batch["lr"].max() <= 1.0
+        assert batch["hr"].min() >= -1.0 and batch["hr"].max() <= 1.0
+        for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
+            crop = to_uint8_hr(hr)
+            np.testing.assert_array_equal(hr, crop / np.float32(127.5) - np.float32(1))
+            np.testing.assert_array_equal(np.round(lr * 255.0), degrade(crop, SCALE))
+            transforms_seen.add(match_crop(source, crop))
+            images_seen.add(int(crop[0, 0, 2]))
+    assert len(transforms_seen) == 8 and images_seen == {0, 1, 2}
+
+
+def match_crop(source, crop):
+    """The (flip, rotations) under which `crop` is an exact window of its source image."""
+    for flip in (0, 1):
+        for rotations in range(4):
+            window = np.rot90(crop, -rotations)
+            window = window[:, ::-1] if flip else window
+            top, left, k = (int(v) for v in window[0, 0])
+            image = source.hr[k]
+            if np.array_equal(window, image[top:top + CROP, left:left + CROP]):
+                return flip, rotations
+    raise AssertionError("crop is not a flipped/rotated window of any source image")
+
+
+def test_same_seed_same_stream_different_seed_different():
+    source = ip.demo_source()
+    a, b = iterator(source, seed=3), iterator(source, seed=3, prefetch=3, num_workers=2)
+    c = iterator(source, seed=4)
+    with b:
+        for _ in range(3):
+            x, y, z = next(a), next(b), next(c)
+            np.testing.assert_array_equal(x["hr"], y["hr"])
+            np.testing.assert_array_equal(x["lr"], y["lr"])
+            assert not np.array_equal(x["hr"], z["hr"])
+    assert not np.array_equal(next(a)["hr"], x["hr"])  # steps differ too
+
+
+def test_state_restores_the_stream_exactly():
+    source = ip.demo_source()
+    with iterator(source, prefetch=2) as it:
+        for _ in range(4):
+            next(it)
+        state = it.get_state()
+        assert state == {"step": 4}
+        expected = [next(it) for _ in range(3)]
+        it.set_state(state)  # rewinding discards prefetched batches
+        again = [next(it) for _ in range(3)]
+    with iterator(source, prefetch=0) as resumed:
+        resumed.set_state(state)
+        fresh = [next(resumed) for _ in range(3)]
+    for x, y, z in zip(expected, again, fresh, strict=True):
+        for key in ("lr", "hr"):
+            np.testing.assert_array_equal(x[key], y[key])
+            np.testing.assert_array_equal(x[key], z[key])
+    assert resumed.get_state() == {"step": 7}
+    with pytest.raises(ValueError, match="step"):
+        resumed.set_state({"step": -1})
+
+
+def test_layouts_and_hosts_partition_the_global_batch():
+    source = ip.demo_source()
+    full = iterator(source, global_batch_size=16).batch(5)
+    pmap = iterator(source, global_batch_size=16, layout="pmap", local_device_count=8).batch(5)
+    assert pmap["hr"].shape == (8, 2, CROP, CROP, 3) and pmap["lr"].shape == (8, 2, 12, 12, 3)
+    np.testing.assert_array_equal(pmap["hr"].reshape(full["hr"].shape), full["hr"])
+    hosts = [iterator(source, global_batch_size=16, layout="pmap", local_device_count=4,
+                      process_index=i, process_count=2).batch(5) for i in range(2)]
+    assert hosts[0]["hr"].shape == (4, 2, CROP, CROP, 3)
+    for key in ("lr", "hr"):
+        joined = np.concatenate([h[key].reshape(8, *h[key].shape[2:]) for h in hosts])
+        np.testing.assert_array_equal(joined, full[key])
+    assert not np.array_equal(hosts[0]["hr"], hosts[1]["hr"])
+
+
+def test_pmap_layout_defaults_to_local_devices():
+    it = iterator(ip.demo_source(), global_batch_size=16, layout="pmap")
+    assert next(it)["hr"].shape == (8, 2, CROP, CROP, 3)  # conftest: 8 fake CPU devices
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(crop_size=50), "crop_size=50"),
+    (dict(global_batch_size=6, layout="pmap", local_device_count=4), "local_device_count=4"),
+    (dict(global_batch_size=5, process_count=2, process_index=0), "process_count=2"),
+    (dict(process_index=2, process_count=2), "process_index=2"),
+    (dict(layout="sharded"), "layout"),
+    (dict(seed=-1), "seed"),
+    (dict(scale=2), "scale=2"),
+])
+def test_bad_configuration_names_the_field(overrides, field):
+    source = ip.demo_source()
+    if "scale" in overrides:  # a dataset whose LR images are x4
+        source = ip.ImageSource("x4 pairs", source.hr, source.names, source.sizes,
+                                [degrade(h, 4) for h in source.hr], 4)
+    with pytest.raises(ValueError, match=field):
+        iterator(source, **overrides)
+
+
+class FakeTFDS:
+    """Stands in for `tensorflow_datasets` with div2k-like {'hr', 'lr'} numpy examples."""
+
+    def __init__(self, examples):
+        self.examples, self.calls = examples, []
+
+    def load(self, name, split, data_dir=None, shuffle_files=False):
+        self.calls.append((name, split, data_dir, shuffle_files))
+        return self.examples[split]
+
+    @staticmethod
+    def as_numpy(dataset):
+        return iter(dataset)
+
+
+@pytest.fixture
+def fake_tfds(monkeypatch):
+    """Fake `tensorflow` and `tensorflow_datasets` modules; HR is 4x4-block-constant LR."""
+    def example(seed, height, width):
+        lr = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        hr = np.kron(lr, np.ones((4, 4, 1), np.uint8))
+        return {"hr": np.pad(hr, ((0, 3), (0, 2), (0, 0))), "lr": lr}  # HR not yet modcropped
+
+    tfds = FakeTFDS({"train": [example(i, 20 + i, 30 - i) for i in range(3)],
+                     "validation": [example(10, 16, 18)]})
+    hidden = []
+    tf = types.SimpleNamespace(config=types.SimpleNamespace(
+        set_visible_devices=lambda devices, kind: hidden.append((devices, kind))))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", tfds)
+    monkeypatch.setitem(sys.modules, "tensorflow", tf)
+    return tfds, hidden
+
+
+def test_tfds_with_dataset_lr_gives_aligned_pairs(fake_tfds):
+    tfds, hidden = fake_tfds
+    config = ip.default_config()
+    config.source, config.use_dataset_lr, config.tfds_data_dir = "tfds", True, "/data/tfds"
+    source = ip.make_source(config)
+    assert tfds.calls == [("div2k/bicubic_x4", "train", "/data/tfds", False)]
+    assert hidden == [([], "GPU")]
+    assert source.lr_scale == 4 and len(source) == 3
+    assert all(h.shape[:2] == (4 * low.shape[0], 4 * low.shape[1])
+               for h, low in zip(source.hr, source.lr, strict=True))
+    batch = next(iterator(source, global_batch_size=16))
+    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
+        lr8 = np.round(lr * 255).astype(np.uint8)
+        np.testing.assert_array_equal(np.kron(lr8, np.ones((4, 4, 1), np.uint8)), to_uint8_hr(hr))
+    pairs = ip.load_validation_set(ip.make_source(config, split="validation"), scale=4)
+    assert [(lr.shape, hr.shape) for lr, hr in pairs] == [((16, 18, 3), (64, 72, 3))]
+
+
+def test_tfds_hr_only_uses_our_degradation(fake_tfds):
+    source = ip.tfds_source("div2k/bicubic_x4", split="train")
+    assert source.lr is None and source.sizes[0] == (83, 122)
+    batch = next(iterator(source))
+    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
+        np.testing.assert_array_equal(np.round(lr * 255), degrade(to_uint8_hr(hr), 4))
+
+
+def test_make_source_errors_name_the_config_field():
+    config = ip.default_config()
+    config.source = "folder"
+    with pytest.raises(ValueError, match="config.data.train_dirs"):
+        ip.make_source(config)
+    with pytest.raises(ValueError, match="config.data.eval_dirs"):
+        ip.make_source(config, split="validation")
+    config.source = "imagenet"
+    with pytest.raises(ValueError, match="config.data.source"):
+        ip.make_source(config)
+    config.source = "demo"
+    assert len(ip.make_source(config, split="validation")) == 4
+
+
+def test_validation_set_and_padded_batch(tmp_path):
+    images = [textured(50, 61, seed=1), textured(37, 45, seed=2)]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    pairs = ip.load_validation_set([tmp_path], scale=4)
+    assert len(pairs) == 2 and len(ip.load_validation_set([tmp_path], 4, max_images=1)) == 1
+    for (lr, hr), image in zip(pairs, images, strict=True):
+        reference = modcrop(image, 4)
+        np.testing.assert_array_equal(to_uint8_hr(hr), reference)
+        np.testing.assert_array_equal(np.round(lr * 255), degrade(reference, 4))
+        assert lr.dtype == hr.dtype == np.float32
+
+    batch = ip.pad_batch(pairs, multiple=8)
+    assert batch["lr"].shape == (2, 16, 16, 3) and batch["hr"].shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(batch["hr_sizes"], [[48, 60], [36, 44]])
+    for i, (lr, hr) in enumerate(pairs):
+        np.testing.assert_array_equal(batch["lr"][i, : lr.shape[0], : lr.shape[1]], lr)
+        np.testing.assert_array_equal(batch["hr"][i, : hr.shape[0], : hr.shape[1]], hr)
+        assert batch["hr_mask"][i].sum() == hr.shape[0] * hr.shape[1]
+        assert batch["hr_mask"][i, : hr.shape[0], : hr.shape[1]].all()
+
+
+def test_demo_set_is_deterministic_and_detailed():
+    train = demo_data.demo_images("train")
+    assert len(train) == 12 and all(i.shape == (192, 192, 3) and i.dtype == np.uint8 for i in train)
+    np.testing.assert_array_equal(demo_data.demo_image(5, 192), train[5])
+    assert all(not i.flags.writeable for i in train)
+    for image in train:  # every texture has structure at the finest scale
+        detail = np.abs(np.diff(image.astype(float), axis=1)).mean()
+        assert detail > 2.0
+    validation = demo_data.demo_images("validation")
+    assert len(validation) == 4 and not any(np.array_equal(validation[0], t) for t in train)
+    with pytest.raises(ValueError, match="split"):
+        demo_data.demo_images("test")

@@ -65,8 +65,9 @@ def resize_matrix(in_length: int, out_length: int, scale: float) -> np.ndarray:
 def round_to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Clip and round half away from zero into an integer dtype, as MATLAB's conversions do."""
     info = np.iinfo(dtype)
-    clipped = np.clip(image, info.min, info.max)
-    return np.trunc(clipped + np.copysign(0.5, clipped)).astype(dtype)
+    rounded = np.clip(image, info.min, info.max)
+    rounded += np.copysign(0.5, rounded) if info.min < 0 else 0.5
+    return np.trunc(rounded, out=rounded).astype(dtype)
 
 
 def im2uint8(image: np.ndarray) -> np.ndarray:

@@ -26,11 +26,11 @@ from srgan_jax.imresize import degrade, im2uint8, imresize, modcrop
 IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)
 GRAY_WEIGHTS = np.asarray(metrics.Y_WEIGHTS) / sum(metrics.Y_WEIGHTS)  # 0.299, 0.587, 0.114
 
-Upscaler = Callable[[np.ndarray], np.ndarray]
+UpscaleFn = Callable[[np.ndarray], np.ndarray]
 """LR float image in [0, 1], (H, W, 3) or (H, W) -> SR float image in [0, 1], scale x larger."""
 
 
-def bicubic_upscaler(scale: int) -> Upscaler:
+def bicubic_upscaler(scale: int) -> UpscaleFn:
     """The bicubic baseline: MATLAB's `imresize(uint8(lr), scale, 'bicubic')`, as a float image.
 
     The LR image is taken to 8 bits first, as the stored LR files of the benchmarks are (lossless
@@ -43,7 +43,7 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     return upscale
 
 
-def gray_via_rgb(upscaler: Upscaler) -> Upscaler:
+def gray_via_rgb(upscaler: UpscaleFn) -> UpscaleFn:
     """Lets an RGB-only upscaler (a model) take grayscale input.
 
     The gray image is repeated into three channels, and the SR result is brought back to gray with
@@ -84,7 +84,7 @@ def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
 
 def evaluate_folder(
     hr_dir: str | pathlib.Path,
-    upscaler: Upscaler,
+    upscaler: UpscaleFn,
     scale: int = 4,
     border: int | None = None,
     save_dir: str | pathlib.Path | None = None,
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        methods: dict[str, Upscaler] = {}
+        methods: dict[str, UpscaleFn] = {}
         scale = args.scale or 4
         if not args.bicubic:
             model = _load_model(args)

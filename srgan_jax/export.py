@@ -106,6 +106,21 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {path: tuple(s.shape) for path, s in _flatten(shapes).items()}
 
 
+def random_variables(config: ModelConfig, seed: int = 0) -> Variables:
+    """Randomly initialised generator variables with random (not unit) BN statistics, as float32
+    numpy arrays: stand-ins for a trained model in tests and benchmarks, where the identity BN
+    statistics of a fresh `init` would hide whether inference normalises with them."""
+    key_init, key_stats = jax.random.split(jax.random.key(seed))
+    variables = config.generator().init(key_init, jnp.zeros((1, 8, 8, 3), jnp.float32))
+    stats = _flatten(variables["batch_stats"])
+    for key, (path, value) in zip(jax.random.split(key_stats, len(stats)), stats.items(),
+                                  strict=True):
+        noise = jax.random.uniform(key, value.shape, minval=-0.5, maxval=0.5)
+        stats[path] = value + noise if path.endswith("mean") else value * (1.0 + noise)
+    batch_stats = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in stats.items()})
+    return jax.tree.map(np.asarray, {"params": variables["params"], "batch_stats": batch_stats})
+
+
 def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     return {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(tree)).items()}
 

@@ -214,7 +214,7 @@ def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
 # Real images: sample formats and channel layouts in and out of the float RGB core.
 
 
-class _Samples:
+class Samples:
     """Conversion of one sample type to float [0, 1] and back."""
 
     def __init__(self, dtype: np.dtype):
@@ -260,32 +260,36 @@ def _bicubic(channel: np.ndarray, scale: int) -> np.ndarray:
 
 def upscale_float(
     upscaler: Upscaler,
-    image: np.ndarray,
+    images: np.ndarray,
     *,
     alpha: str = "bicubic",
     tile: int | None = None,
     tile_overlap: int | None = None,
 ) -> np.ndarray:
-    """Upscales a float [0, 1] image with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels,
-    (H, W, C) -> (sH, sW, C).
+    """Upscales same-size float [0, 1] images, (N, H, W, C) -> (N, sH, sW, C), where C is 1 (gray),
+    2 (gray + alpha), 3 (RGB) or 4 (RGBA).
 
     Gray goes through the model replicated to RGB and comes back as BT.601 luma. Alpha is upscaled
-    by bicubic interpolation, or with `alpha='model'` by the model as a gray image (batched with
-    the colour planes, which have the same size).
+    by bicubic interpolation, or with `alpha='model'` by the model as a gray image, in the same
+    batch as the colour planes.
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-    channels = image.shape[-1]
-    color, opacity = (image[..., :-1], image[..., -1]) if channels in (2, 4) else (image, None)
+    n, channels = len(images), images.shape[-1]
+    has_alpha = channels in (2, 4)
+    color = images[..., : channels - has_alpha]
     gray = color.shape[-1] == 1
-    planes = [np.repeat(color, 3, axis=-1) if gray else color]
-    if opacity is not None and alpha == "model":
-        planes.append(np.repeat(opacity[..., None], 3, axis=-1))
-    sr = upscaler(np.stack(planes), tile=tile, tile_overlap=tile_overlap)
-    sr_color = sr[0] @ GRAY_WEIGHTS[:, None] if gray else sr[0]
-    if opacity is None:
+    planes = np.repeat(color, 3, axis=-1) if gray else color
+    if has_alpha and alpha == "model":
+        planes = np.concatenate([planes, np.repeat(images[..., -1:], 3, axis=-1)])
+    sr = upscaler(planes, tile=tile, tile_overlap=tile_overlap)
+    sr_color = sr[:n] @ GRAY_WEIGHTS[:, None] if gray else sr[:n]
+    if not has_alpha:
         return sr_color
-    sr_alpha = sr[1] @ GRAY_WEIGHTS if alpha == "model" else _bicubic(opacity, upscaler.scale)
+    if alpha == "model":
+        sr_alpha = sr[n:] @ GRAY_WEIGHTS
+    else:
+        sr_alpha = np.stack([_bicubic(plane, upscaler.scale) for plane in images[..., -1]])
     return np.concatenate([sr_color, sr_alpha[..., None]], axis=-1)
 
 
@@ -358,10 +362,8 @@ def upscale(
         )
     if pixels.size == 0:
         raise ValueError(f"upscale: empty image of shape {pixels.shape}")
-    samples = _Samples(pixels.dtype)
+    samples = Samples(pixels.dtype)
     values = samples.to_float(pixels)
-    sr = upscale_float(
-        upscaler, values if values.ndim == 3 else values[..., None],
-        alpha=alpha, tile=tile, tile_overlap=tile_overlap,
-    )
+    images = values[None] if values.ndim == 3 else values[None, ..., None]
+    sr = upscale_float(upscaler, images, alpha=alpha, tile=tile, tile_overlap=tile_overlap)[0]
     return to_image(samples.from_float(sr if pixels.ndim == 3 else sr[..., 0]))

@@ -1,0 +1,100 @@
+"""Tiling: the geometry, the receptive field it relies on, and tiled == untiled on a real model."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from srgan_jax.export import ModelConfig, random_variables
+from srgan_jax.inference import Upscaler
+from srgan_jax.tiling import plan_tiles, receptive_field_radius, split_axis, upscale_tiled
+
+TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Upscaler:
+    return Upscaler(random_variables(TINY, seed=1), TINY)
+
+
+@pytest.mark.parametrize(
+    "length, tile, overlap",
+    [(10, 16, 3), (16, 16, 3), (17, 16, 3), (100, 30, 12), (101, 25, 12), (257, 64, 0), (5, 3, 1)],
+)
+def test_split_axis_partitions_with_context(length, tile, overlap):
+    spans = split_axis(length, tile, overlap)
+    kept = np.zeros(length, int)
+    for span in spans:
+        assert 0 <= span.start < span.stop <= length
+        assert span.stop - span.start == min(tile, length)  # one tile shape per image
+        assert span.start <= span.keep_start < span.keep_stop <= span.stop
+        kept[span.keep_start : span.keep_stop] += 1
+        # Every kept pixel has `overlap` pixels of real context inside its window on both sides,
+        # unless that side is the image edge.
+        assert span.keep_start - span.start >= overlap or span.start == 0
+        assert span.stop - span.keep_stop >= overlap or span.stop == length
+    np.testing.assert_array_equal(kept, 1)
+
+
+def test_split_axis_rejects_tiles_without_a_centre():
+    with pytest.raises(ValueError, match="twice the tile overlap"):
+        split_axis(100, 20, 10)
+    assert split_axis(20, 20, 10) == [(0, 20, 0, 20)]  # fits in one tile: no overlap needed
+
+
+def test_plan_tiles_covers_the_image_once():
+    cover = np.zeros((70, 45), int)
+    for t in plan_tiles(70, 45, 32, 5):
+        cover[t.rows.keep_start : t.rows.keep_stop, t.cols.keep_start : t.cols.keep_stop] += 1
+    np.testing.assert_array_equal(cover, 1)
+
+
+@pytest.mark.parametrize("config", [TINY, ModelConfig(num_blocks=1, channels=8, scale=2)])
+def test_receptive_field_radius_is_the_measured_one(config):
+    """Perturbing one LR pixel changes exactly the HR pixels within the radius (and no others)."""
+    up = Upscaler(random_variables(config, seed=2), config)
+    size, centre = 64, 32
+    image = np.random.default_rng(0).uniform(0.2, 0.8, (size, size, 3)).astype(np.float32)
+    base = up._forward(up.variables, jnp.asarray(image[None]))  # unclipped by tiling, same jit
+    image[centre, centre] += 0.2
+    changed = np.asarray(up._forward(up.variables, jnp.asarray(image[None])) != base)[0].any(-1)
+    rows = np.flatnonzero(changed.any(1))
+    s = config.scale
+    reach = max(centre * s - rows.min(), rows.max() - (centre * s + s - 1))  # in HR pixels
+    radius = receptive_field_radius(config.num_blocks, config.scale)
+    assert radius - 1 < reach / s <= radius
+
+
+@pytest.mark.parametrize("tile", [30, 41, 64])
+def test_tiled_equals_untiled(upscaler, tile):
+    image = np.random.default_rng(3).random((70, 93, 3), dtype=np.float32)
+    untiled = upscaler(image)
+    tiled = upscaler(image, tile=tile)
+    assert tiled.shape == untiled.shape == (280, 372, 3)
+    assert np.abs(tiled - untiled).max() < 1e-4
+
+
+def test_too_small_overlap_shows_seams(upscaler):
+    """The check above can fail: with less context than the receptive field, tiles differ."""
+    image = np.random.default_rng(3).random((70, 93, 3), dtype=np.float32)
+    tiled = upscaler(image, tile=30, tile_overlap=upscaler.receptive_field - 3)
+    assert np.abs(tiled - upscaler(image)).max() > 1e-3
+
+
+def test_tiled_equals_untiled_bfloat16(upscaler):
+    image = np.random.default_rng(4).random((50, 61, 3), dtype=np.float32)
+    bf16 = upscaler.with_dtype("bfloat16")
+    # bf16 sums in a different order per shape, so only close, not equal.
+    assert np.abs(bf16(image, tile=32) - bf16(image)).mean() < 2e-2
+
+
+def test_only_tiles_reach_the_model():
+    """Streaming: the model sees fixed-shape windows, never the whole image."""
+    seen = []
+
+    def run(window):
+        seen.append(window.shape)
+        return np.repeat(np.repeat(window, 2, axis=1), 2, axis=2)  # nearest-neighbour x2
+
+    image = np.random.default_rng(5).random((50, 77, 3), dtype=np.float32)
+    out = upscale_tiled(run, image, scale=2, tile=20, overlap=4)
+    assert set(seen) == {(1, 20, 20, 3)} and len(seen) == len(plan_tiles(50, 77, 20, 4))
+    np.testing.assert_array_equal(out, np.repeat(np.repeat(image, 2, axis=0), 2, axis=1))

@@ -27,17 +27,17 @@ import contextlib
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from srgan_jax import demo_data, image_io
 from srgan_jax.imresize import degrade, modcrop
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 LAYOUTS = ("pmap", "global")
+DEFAULT_CACHE_BYTES = 8 * 2**30
 Batch = dict[str, np.ndarray]
 
 
@@ -54,7 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.tfds_name = "div2k/bicubic_x4"  # 'tfds': any div2k config
     config.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
     config.use_dataset_lr = False  # 'tfds': the dataset's LR images instead of our degradation
-    config.cache_bytes = 8 * 2**30  # 'folder': decode once into memory up to this size
+    config.cache_bytes = DEFAULT_CACHE_BYTES  # 'folder': decode once into memory up to this size
     config.prefetch = 2  # batches prepared ahead in background threads (0: none)
     config.num_workers = 2  # threads preparing batches
     return config
@@ -65,8 +65,8 @@ class ImageSource:
     """HR images (uint8 (H, W, 3)), optionally with the dataset's aligned LR images.
 
     `hr` and `lr` are sequences: lists in memory, or lazily decoding file lists. `sizes` holds the
-    (H, W) of each HR image and `names` a name for messages. With `lr`, HR image i is `lr_scale`
-    times the size of LR image i (after modcrop).
+    (H, W) of each HR image (known without decoding it again) and `names` a name for messages.
+    With `lr`, HR image i is exactly `lr_scale` times the size of LR image i.
     """
 
     name: str
@@ -110,59 +110,43 @@ def list_image_files(dirs: Iterable[str | os.PathLike]) -> list[str]:
     return files
 
 
-def _header_size(path: str) -> tuple[int, int]:
-    """Upright (H, W) of an image file from its header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(image_io.EXIF_ORIENTATION, 1)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
-        raise image_io.ImageReadError(f"{path}: cannot read image ({error})") from error
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
-def _decode_all(paths: Sequence[str], workers: int) -> list[np.ndarray | Exception]:
-    def read(path: str) -> np.ndarray | Exception:
+def _decode_all(paths: Sequence[str]) -> Iterator[np.ndarray | image_io.ImageReadError]:
+    """`read_rgb` of each path in order (or its error), decoded by a few threads."""
+    def read(path: str) -> np.ndarray | image_io.ImageReadError:
         try:
             return image_io.read_rgb(path)
         except image_io.ImageReadError as error:
             return error
 
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:  # Pillow decodes without the GIL
-        return list(pool.map(read, paths))
+    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        yield from pool.map(read, paths)  # Pillow decodes without holding the GIL
 
 
 def folder_source(
-    dirs: Sequence[str | os.PathLike], *, cache_bytes: int = 8 * 2**30
+    dirs: Sequence[str | os.PathLike], *, cache_bytes: int = DEFAULT_CACHE_BYTES
 ) -> ImageSource:
-    """All readable images under `dirs`, decoded once into memory if they fit in `cache_bytes`.
+    """All readable images under `dirs`; unreadable files are skipped with one warning each.
 
-    Unreadable files (corrupt, truncated, empty, not an image) are skipped with one
-    `SkippedImageWarning` each. Larger collections are only checked by their headers here and are
-    decoded on every use (a file that fails then raises `image_io.ImageReadError`).
+    Every file is decoded once here, so corrupt, truncated, empty and non-image files are found
+    before training starts. The pixels are kept in memory while they total at most `cache_bytes`;
+    beyond that the source keeps only the paths and decodes a file each time it is used.
     """
     name = ", ".join(os.fspath(d) for d in dirs)
-    paths, sizes = [], []
-    for path in list_image_files(dirs):
-        try:
-            sizes.append(_header_size(path))
-            paths.append(path)
-        except image_io.ImageReadError as error:
-            _skip(path, str(error.__cause__ or error))
-    if sum(h * w * 3 for h, w in sizes) <= cache_bytes:
-        decoded = _decode_all(paths, workers=min(8, os.cpu_count() or 1))
-        for path, image in zip(paths, decoded, strict=True):
-            if isinstance(image, Exception):
-                _skip(path, str(image.__cause__ or image))
-        kept = [(p, i) for p, i in zip(paths, decoded, strict=True) if isinstance(i, np.ndarray)]
-        paths = [p for p, _ in kept]
-        images: Sequence[np.ndarray] = [i for _, i in kept]
-        sizes = [i.shape[:2] for i in images]
-    else:
-        images = _LazyImages(paths)
+    files = list_image_files(dirs)
+    paths, sizes, cached, total_bytes = [], [], [], 0
+    for path, image in zip(files, _decode_all(files), strict=True):
+        if isinstance(image, image_io.ImageReadError):
+            _skip(path, str(image.__cause__ or image))
+            continue
+        paths.append(path)
+        sizes.append(image.shape[:2])
+        total_bytes += image.nbytes
+        if total_bytes <= cache_bytes:
+            cached.append(image)
     if not paths:
         raise ValueError(f"no usable image in folder {name}")
-    return ImageSource(name, images, tuple(paths), tuple(tuple(s) for s in sizes))
+    images = cached if total_bytes <= cache_bytes else _LazyImages(paths)
+    return ImageSource(name, images, tuple(paths), tuple(sizes))
 
 
 def demo_source(split: str = "train") -> ImageSource:
@@ -276,10 +260,10 @@ class TrainIterator:
         index = int(self._usable[rng.integers(len(self._usable))])
         crop, scale = self.crop_size, self.scale
         if self.source.lr is None:
-            height, width = self.source.sizes[index]
-            top, left = rng.integers(height - crop + 1), rng.integers(width - crop + 1)
-            hr = self.source.hr[index][top:top + crop, left:left + crop]
-            lr = None
+            image = self.source.hr[index]
+            top = rng.integers(image.shape[0] - crop + 1)
+            left = rng.integers(image.shape[1] - crop + 1)
+            hr, lr = image[top:top + crop, left:left + crop], None
         else:
             low = self.source.lr[index]
             size = crop // scale

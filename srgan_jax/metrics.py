@@ -72,7 +72,7 @@ def psnr(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
     _check_shapes(sr, hr)
     diff = _measured_planes(sr, border, y_channel) - _measured_planes(hr, border, y_channel)
     mse = float(np.mean(diff * diff))
-    return float("inf") if mse == 0.0 else 10.0 * np.log10(PEAK * PEAK / mse)
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(PEAK * PEAK / mse))
 
 
 def _filter_valid(plane: np.ndarray, window: np.ndarray) -> np.ndarray:

@@ -109,10 +109,10 @@ def read_image(path: str | os.PathLike) -> ImageData:
     """The image at `path` at full fidelity (see `ImageData`), upright per its EXIF orientation.
 
     Mode conversions: 1-bit -> gray; palette -> RGB, or RGBA when it has transparency; gray or RGB
-    with a transparent colour -> RGBA; LA -> RGBA; CMYK (through its ICC profile when it has one),
-    YCbCr and other colour spaces -> RGB; 32-bit integer samples are clipped to 16 bits; float
-    samples are read as [0, 1] and quantised to 16 bits. The file is decoded completely, so a
-    truncated file fails here rather than later.
+    with a transparent colour (8 or 16 bits) -> RGBA; LA -> RGBA; CMYK (through its ICC profile
+    when it has one), YCbCr and other colour spaces -> RGB; 32-bit integer samples are clipped to
+    16 bits; float samples are read as [0, 1] and quantised to 16 bits. The file is decoded
+    completely, so a truncated file fails here rather than later.
     """
     name = os.fspath(path)
     try:
@@ -120,9 +120,12 @@ def read_image(path: str | os.PathLike) -> ImageData:
             tiles = list(image.tile)
             image.load()
             orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-            pixels, icc_profile = _pixels(image, name)
             if _needs_low_bytes(image.mode, tiles):
-                pixels = _with_low_bytes(name, tiles, pixels)
+                pixels = _with_low_bytes(name, tiles, np.asarray(image))
+                pixels = _colour_key_to_alpha(pixels, image.info.get("transparency"))
+                icc_profile = image.info.get("icc_profile")
+            else:
+                pixels, icc_profile = _pixels(image, name)
             file_format = image.format
     except ImageReadError:
         raise
@@ -152,7 +155,8 @@ def _pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bytes | None]:
     mode = image.mode
     icc_profile = image.info.get("icc_profile")
     if mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16), icc_profile
+        gray = np.asarray(image).astype(np.uint16)
+        return _colour_key_to_alpha(gray, image.info.get("transparency")), icc_profile
     if mode == "I":
         return np.clip(np.asarray(image), 0, 65535).astype(np.uint16), icc_profile
     if mode == "F":
@@ -175,6 +179,16 @@ def _pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bytes | None]:
         return np.asarray(image.convert("RGB")), None  # YCbCr, LAB, HSV, RGBX
     except ValueError as error:
         raise ImageReadError(f"{name}: unsupported image mode {mode!r}") from error
+
+
+def _colour_key_to_alpha(pixels: np.ndarray, key: int | tuple | None) -> np.ndarray:
+    """RGBA of 16-bit gray/RGB pixels whose file marks one colour transparent (PNG tRNS)."""
+    if key is None or (pixels.ndim == 3 and pixels.shape[2] == 4):
+        return pixels
+    rgb = to_rgb(pixels)
+    opaque = np.any(rgb != np.asarray(key, dtype=np.int64).reshape(-1)[:3], axis=-1)
+    alpha = np.where(opaque, np.iinfo(pixels.dtype).max, 0).astype(pixels.dtype)
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
 
 
 def _cmyk_to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:

@@ -30,8 +30,11 @@ def smooth_rgb(height=32, width=48):
                     axis=-1).round().astype(np.uint8)
 
 
-def plain_png16(path, pixels, color_type):
-    """A 16-bit PNG with filter type 0 on every row: an encoder independent of image_io's."""
+def plain_png16(path, pixels, color_type, transparent=None):
+    """A 16-bit PNG with filter type 0 on every row: an encoder independent of image_io's.
+
+    `transparent`: the 16-bit sample values (one for gray, three for RGB) of a tRNS colour key.
+    """
     def chunk(kind, body):
         crc = struct.pack(">I", zlib.crc32(kind + body))
         return struct.pack(">I", len(body)) + kind + body + crc
@@ -40,7 +43,9 @@ def plain_png16(path, pixels, color_type):
     rows = pixels.astype(">u2").reshape(height, -1).view(np.uint8)
     raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
     header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+    key = b"" if transparent is None else chunk(b"tRNS", struct.pack(
+        f">{len(transparent)}H", *transparent))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + key
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
@@ -76,6 +81,20 @@ def test_reads_16_bit_png_from_another_encoder(tmp_path, color_type, channels):
         expected = pixels
     np.testing.assert_array_equal(data.pixels, expected)
     assert data.bit_depth == 16
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_colour_key_becomes_alpha(tmp_path, channels):
+    pixels = random_pixels((6, 7, channels), np.uint16) % 4096  # never the key below
+    pixels[2, 3] = pixels[4, 1] = 4660 if channels == 1 else [4660, 22136, 39612]
+    plain_png16(tmp_path / "k.png", pixels, 0 if channels == 1 else 2,
+                transparent=[int(v) for v in pixels[2, 3]])
+    data = read_image(tmp_path / "k.png")
+    assert data.pixels.shape == (6, 7, 4) and data.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(data.pixels[..., :3], np.broadcast_to(pixels, (6, 7, 3)))
+    expected_alpha = np.full((6, 7), 65535)
+    expected_alpha[2, 3] = expected_alpha[4, 1] = 0
+    np.testing.assert_array_equal(data.pixels[..., 3], expected_alpha)
 
 
 def test_read_rgb_scales_16_bit_by_257_with_rounding(tmp_path):

@@ -8,9 +8,9 @@ Sources (`make_source`, selected by `config.data.source`):
 * ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory. TensorFlow is
   imported only on this path, and is kept off the accelerators.
 
-A training example is a random `crop_size` HR crop of a random image, turned by one of the eight
-flips/rotations, and its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop, the
-benchmark protocol) or cut from the dataset's own LR image at the aligned place. LR comes out in
+A training example is a random `crop_size` HR crop of an image chosen uniformly, turned by one of
+the eight flips/rotations, with its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop,
+the benchmark protocol) or cut from the dataset's own LR image at the aligned place. LR comes out in
 [0, 1] and HR in [-1, 1], as float32.
 
 Batches are a pure function of (seed, step): example `k` of the global batch at `step` draws all its

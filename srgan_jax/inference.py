@@ -304,22 +304,23 @@ def _pil_to_array(image: Image.Image) -> tuple[np.ndarray, Callable[[np.ndarray]
     transparency, or L); the result then has that mode. 32-bit integer images ('I') are taken
     as 16-bit samples, as Pillow reads 16-bit PNGs.
     """
-    if image.mode == "I":
-        pixels = np.asarray(image)
-        if pixels.min() < 0 or pixels.max() > 65535:
-            raise ValueError("upscale: 32-bit integer ('I') images must hold 16-bit values")
-        return pixels.astype(np.uint16), lambda p: Image.fromarray(p.astype(np.int32), mode="I")
-    if image.mode not in _PIL_NATIVE:
+    if image.mode not in _PIL_NATIVE | {"I"}:
         target = "L" if image.mode == "1" else "RGBA" if image.has_transparency_data else "RGB"
         image = image.convert(target)
-    mode, info = image.mode, dict(image.info)
+    pixels, as_int32 = np.asarray(image), image.mode == "I"
+    if as_int32:
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError("upscale: 32-bit integer ('I') images must hold 16-bit values")
+        pixels = pixels.astype(np.uint16)
+    icc_profile = image.info.get("icc_profile")
 
-    def to_image(pixels: np.ndarray) -> Image.Image:
-        result = Image.fromarray(pixels, mode=mode) if mode == "I;16" else Image.fromarray(pixels)
-        result.info.update({k: v for k, v in info.items() if k == "icc_profile"})
+    def to_image(new: np.ndarray) -> Image.Image:
+        result = Image.fromarray(new.astype(np.int32) if as_int32 else new)
+        if icc_profile:
+            result.info["icc_profile"] = icc_profile
         return result
 
-    return np.asarray(image), to_image
+    return pixels, to_image
 
 
 def upscale(

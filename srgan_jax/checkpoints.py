@@ -13,6 +13,7 @@ and atomic: orbax writes into a temporary directory and renames it when complete
 killed mid-save leaves the previous checkpoint as the latest one. The last `keep` checkpoints are
 kept, plus the one with the best validation PSNR among those saved with metrics.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -156,6 +157,10 @@ class Checkpointer:
             metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
             force=True,
         )
+
+    def reached_preemption(self, step: int) -> bool:
+        """Whether JAX's preemption service has asked every host to save and stop at `step`."""
+        return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
     def read_meta(self, step: int) -> dict[str, Any]:
         """The `meta` item of `step` (its phase decides the state targets to restore into)."""

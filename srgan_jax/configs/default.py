@@ -1,0 +1,83 @@
+"""The paper's SRGAN-VGG54 run (Ledig et al. 2017, Sec. 3.2), both phases in one run.
+
+Phase 1 trains SRResNet with the pixel MSE for 10^6 updates at lr 1e-4; phase 2 initialises
+SRGAN's generator with it and trains generator and discriminator for 2*10^5 updates with the VGG54
+content loss plus 1e-3 * the adversarial loss, at lr 1e-4 and then 1e-5 after 10^5 updates. Adam
+(beta1 0.9), batch 16 of 96x96 HR crops (24x24 LR), 4x. Training images: DIV2K through TFDS (the
+paper used 350k ImageNet images), or image folders: `--config.data.source=folder
+--config.data.train_dirs=/data/train --config.data.eval_dirs=/data/Set5` (repeat a flag for
+several folders).
+
+    python -m srgan_jax.main --workdir=/tmp/srgan_vgg54 --config=srgan_jax/configs/default.py
+
+Steps are global: the GAN phase runs steps pretrain.steps .. pretrain.steps + gan.steps, while
+each phase's `lr_decay_step` counts from the start of its own phase (its optimizer's counter).
+"""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+from srgan_jax import input_pipeline
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU (params, BN, losses stay f32)
+    config.parallelism = "pmap"  # 'pmap' | 'jit' (Mesh + NamedSharding) | 'none' (one device)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.num_blocks = 16
+    config.model.channels = 64
+    config.model.scale = 4
+
+    config.crop_size = 96  # HR crop; also the discriminator's input size
+    config.batch_size = 16  # global, over all devices and hosts
+
+    config.optimizer_name = "adam"
+    config.optim = ml_collections.ConfigDict()
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.grad_clip_norm = placeholder(float)  # None: no clipping
+
+    config.pretrain = ml_collections.ConfigDict()
+    config.pretrain.steps = 1_000_000
+    config.pretrain.content_loss = "mse"
+    config.pretrain.learning_rate = 1e-4
+    config.pretrain.lr_decay_step = placeholder(int)  # None: constant lr
+    config.pretrain.decayed_learning_rate = 1e-5
+
+    config.gan = ml_collections.ConfigDict()
+    config.gan.steps = 200_000
+    config.gan.content_loss = "vgg54"
+    config.gan.adversarial_weight = 1e-3
+    config.gan.learning_rate = 1e-4
+    config.gan.lr_decay_step = 100_000
+    config.gan.decayed_learning_rate = 1e-5
+    # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
+    # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.
+    config.gan.init_from = ""
+
+    config.vgg = ml_collections.ConfigDict()
+    config.vgg.weights_path = placeholder(str)  # None: $SRGAN_JAX_VGG19_WEIGHTS or the cache
+    config.vgg.download = True
+    config.vgg.random_weights = False  # True only for offline smoke runs: the loss is meaningless
+
+    config.data = input_pipeline.default_config()
+    config.data.source = "tfds"  # DIV2K's 800 HR images; needs tensorflow-datasets (the tfds extra)
+    config.data.tfds_name = "div2k/bicubic_x4"
+    # Tuples, not lists: only tuples can be overridden on the command line (and ConfigDict keeps
+    # a field's type on assignment, hence del first).
+    for field in ("train_dirs", "eval_dirs"):
+        del config.data[field]
+        config.data[field] = ()
+
+    config.log_every = 100
+    config.eval_every = 10_000
+    config.checkpoint_every = 10_000
+    config.sample_every = 10_000
+    config.keep_checkpoints = 3
+    config.num_eval_images = 5
+    config.num_samples = 3
+    return config

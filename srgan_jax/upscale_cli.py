@@ -130,7 +130,8 @@ def plan_jobs(
 class Progress:
     """A one-line progress bar with images/s on a terminal; silent otherwise."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30):
+        stream = sys.stderr if stream is None else stream
         self.total, self.stream, self.width = total, stream, width
         self.done = 0
         self.start = time.perf_counter()

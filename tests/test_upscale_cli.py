@@ -1,0 +1,148 @@
+"""`srgan-jax upscale`: real files in and out, folder structure, safety, errors and batching."""
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from srgan_jax import image_io, upscale_cli
+from srgan_jax.export import ModelConfig, random_variables, save_model
+from srgan_jax.inference import upscale
+
+TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
+RNG = np.random.default_rng(0)
+
+
+def pixels(shape, dtype=np.uint8) -> np.ndarray:
+    return RNG.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "tiny.msgpack"
+    save_model(path, random_variables(TINY), TINY)
+    return str(path)
+
+
+@pytest.fixture
+def inputs(tmp_path) -> pathlib.Path:
+    """A folder of every kind of input, one unreadable file and one non-image file."""
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels((6, 5, 3))).save(root / "rgb.png", icc_profile=srgb)
+    Image.fromarray(pixels((6, 5, 3))).save(root / "rgb_same_size.png")
+    image_io.write_image(root / "sub" / "deep16.png", pixels((5, 7, 3), np.uint16))
+    Image.fromarray(pixels((5, 6))).save(root / "sub" / "gray.png")
+    Image.fromarray(pixels((4, 6, 4))).save(root / "rgba.png")
+    Image.fromarray(pixels((5, 5, 3))).convert("P").save(root / "palette.png")
+    rotated = Image.fromarray(pixels((4, 7, 3)))  # stored 4 high, 7 wide; upright 7 high
+    exif = rotated.getexif()
+    exif[image_io.EXIF_ORIENTATION] = 6
+    rotated.save(root / "rotated.png", exif=exif)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (root / "notes.txt").write_text("not an image, and not an error: folders give image files")
+    return root
+
+
+def snapshot(root: pathlib.Path) -> dict[pathlib.Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_folder_of_every_kind(model, inputs, tmp_path, capsys):
+    before = snapshot(inputs)
+    out = tmp_path / "out"
+    assert upscale_cli.main([str(inputs), "-o", str(out), "--model", model]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "1 failed" in err
+    assert snapshot(inputs) == before  # inputs untouched
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["palette_x4.png", "rgb_same_size_x4.png", "rgb_x4.png", "rgba_x4.png",
+                       "rotated_x4.png", "sub/deep16_x4.png", "sub/gray_x4.png"]
+    expect = {  # name: (shape, dtype) of the output
+        "rgb_x4.png": ((24, 20, 3), np.uint8),
+        "sub/deep16_x4.png": ((20, 28, 3), np.uint16),  # 16-bit stays 16-bit
+        "sub/gray_x4.png": ((20, 24), np.uint8),  # gray stays gray
+        "rgba_x4.png": ((16, 24, 4), np.uint8),  # alpha kept
+        "palette_x4.png": ((20, 20, 3), np.uint8),  # palette converted to RGB
+        "rotated_x4.png": ((28, 16, 3), np.uint8),  # EXIF orientation applied
+    }
+    for name, (shape, dtype) in expect.items():
+        result = image_io.read_image(out / name)
+        assert (result.pixels.shape, result.pixels.dtype) == (shape, dtype), name
+        source = image_io.read_image(inputs / name.replace("_x4", ""))
+        np.testing.assert_array_equal(result.pixels, upscale(model, source.pixels), err_msg=name)
+    assert image_io.read_image(out / "rgb_x4.png").icc_profile == image_io.read_image(
+        inputs / "rgb.png").icc_profile is not None
+
+
+def test_existing_outputs_need_overwrite(model, inputs, tmp_path, capsys):
+    source, out = inputs / "sub", tmp_path / "out"
+    assert upscale_cli.main([str(source), "-o", str(out), "--model", model]) == 0
+    target = out / "gray_x4.png"
+    target.write_bytes(b"edited by the user")
+    assert upscale_cli.main([str(source), "-o", str(out), "--model", model]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert target.read_bytes() == b"edited by the user"
+    assert upscale_cli.main([str(source), "-o", str(out), "--model", model, "--overwrite"]) == 0
+    assert image_io.read_image(target).pixels.shape == (20, 24)
+
+
+def test_never_overwrites_inputs_even_when_asked(model, inputs, capsys):
+    before = snapshot(inputs)
+    args = [str(inputs / "sub"), "-o", str(inputs / "sub"), "--suffix", "", "--model", model]
+    assert upscale_cli.main([*args, "--overwrite"]) == 1
+    assert capsys.readouterr().err.count("would overwrite an input") == 2
+    assert snapshot(inputs) == before
+
+
+def test_globs_single_files_and_formats(model, inputs, tmp_path):
+    out = tmp_path / "out"
+    pattern = str(inputs / "**" / "g*.png")
+    assert upscale_cli.main([pattern, "-o", str(out), "--model", model, "--ext", "jpg"]) == 0
+    assert (out / "sub" / "gray_x4.jpg").is_file()  # structure below the glob's fixed part
+    single = tmp_path / "one.webp"
+    assert upscale_cli.main([str(inputs / "rgb.png"), "-o", str(single), "--model", model]) == 0
+    with Image.open(single) as image:
+        assert image.format == "WEBP" and image.size == (20, 24)
+
+
+def test_missing_inputs_are_reported_and_the_rest_processed(model, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    missing = str(inputs / "nope.png")
+    assert upscale_cli.main([missing, str(inputs / "rgb.png"), "-o", str(out), "--model",
+                             model, "--suffix", "_big"]) == 1
+    assert missing in capsys.readouterr().err
+    assert (out / "rgb_big.png").is_file()
+
+
+def test_same_size_images_are_batched(model, inputs, tmp_path, monkeypatch):
+    sizes = []
+
+    def recording(upscaler, images, **kwargs):
+        sizes.append(len(images))
+        return upscale_float(upscaler, images, **kwargs)
+
+    upscale_float = upscale_cli.upscale_float
+    monkeypatch.setattr(upscale_cli, "upscale_float", recording)
+    files = [str(inputs / n) for n in ("rgb.png", "rgb_same_size.png", "rgba.png")]
+    assert upscale_cli.main([*files, "-o", str(tmp_path / "o"), "--model", model]) == 0
+    assert sizes == [2, 1]
+
+
+def test_tiled_and_alpha_options(model, inputs, tmp_path):
+    out = tmp_path / "out"
+    args = [str(inputs / "rgba.png"), "-o", str(out), "--model", model]
+    assert upscale_cli.main([*args, "--alpha", "model", "--tile", "25", "--suffix", "_m"]) == 0
+    source = image_io.read_image(inputs / "rgba.png").pixels
+    np.testing.assert_array_equal(image_io.read_image(out / "rgba_m.png").pixels,
+                                  upscale(model, source, alpha="model"))
+    with pytest.raises(SystemExit):
+        upscale_cli.main([*args, "--tile", "10"])  # not larger than twice the overlap
+
+
+def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(upscale_cli, "WEIGHTS_DIR", tmp_path / "no_weights")
+    assert upscale_cli.main([str(inputs), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "--model" in err and "--workdir" in err

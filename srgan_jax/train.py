@@ -1,0 +1,206 @@
+"""Pure SRResNet/SRGAN update steps and the evaluation step.
+
+Each step is a function of (train states, batch, rng, frozen VGG params) returning the new states
+and a dict of float32 scalar metrics. They know nothing about devices: run under `jax.pmap` (or
+`shard_map`) with `axis_name` set, gradients and metrics are averaged over that axis and the
+models' BatchNorm (built with the same `bn_axis_name`) averages its statistics over it, so the
+update equals one on the whole global batch. Under `jax.jit` with a sharded batch, or on one
+device, leave `axis_name=None`. `srgan_jax.parallel` compiles them either way.
+
+A batch is `{'lr': float32 [N, h, w, 3] in [0, 1], 'hr': float32 [N, h*scale, w*scale, 3] in
+[-1, 1]}`. `rng` is accepted for a uniform step signature; the paper's models draw no randomness.
+
+GAN step design (k = 1, the paper's alternation, as in the PyTorch peer):
+  * G runs forward once, in training mode; its output `sr` feeds both updates.
+  * D is updated first, on `hr` and `stop_gradient(sr)` passed as two separate batches, so each
+    is normalised by its own BatchNorm statistics (the usual SRGAN implementations; concatenating
+    them would let D tell real from fake by the batch mix). Its running statistics are updated by
+    both passes, real then fake, as PyTorch does.
+  * G is then updated against the *updated* D: `content + adversarial_weight * -log D(sr)`. D runs
+    in training mode there too (batch statistics of the fake batch, as D saw fakes in its own
+    update), but its parameters are constants (only input gradients are taken) and the running
+    statistics this pass computes are discarded, so the G update leaves the D state untouched.
+    PyTorch's peer differs only there: its third D forward also moves D's running statistics,
+    which SRGAN never uses (D always runs in training mode).
+  * The VGG parameters are constants of every loss: no gradient is taken for them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from srgan_jax import losses
+from srgan_jax.metrics import psnr_jax, ssim_jax
+from srgan_jax.train_state import TrainState, learning_rate
+from srgan_jax.vgg import VGG19Features
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+CONTENT_LOSSES = ("mse", "vgg22", "vgg54")
+VGG_LAYERS = {"vgg22": "phi_2_2", "vgg54": "phi_5_4"}
+
+
+def vgg_layer(content_loss: str) -> str | None:
+    """The VGG19 feature map a content loss compares (None for the pixel MSE)."""
+    if content_loss not in CONTENT_LOSSES:
+        raise ValueError(f"content_loss must be one of {CONTENT_LOSSES}, got {content_loss!r}")
+    return VGG_LAYERS.get(content_loss)
+
+
+def compute_content_loss(
+    content_loss: str,
+    sr: jax.Array,
+    hr: jax.Array,
+    vgg_params: Any,
+    vgg_dtype: Any = jnp.float32,
+) -> jax.Array:
+    """Pixel MSE ('mse') or the paper's VGG loss on phi_2_2 ('vgg22') / phi_5_4 ('vgg54')."""
+    layer = vgg_layer(content_loss)
+    if layer is None:
+        return losses.mse(sr, hr)
+    vgg = VGG19Features(layer=layer, dtype=vgg_dtype)
+    return losses.content_loss(lambda images: vgg.apply(vgg_params, images), sr, hr)
+
+
+def pretrain_step(
+    g_state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    vgg_params: Any,
+    *,
+    content_loss: str,
+    vgg_dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+) -> tuple[TrainState, Metrics]:
+    """One SRResNet update with the `content_loss` ('mse', 'vgg22' or 'vgg54').
+
+    `vgg_params` (`{'params': ...}` for `VGG19Features(vgg_layer(content_loss))`) may be None for
+    'mse'. Metrics: `content_loss`, `pixel_loss` (MSE in [-1, 1]), `psnr` (Y, border = scale, on
+    this batch before the update) and `learning_rate`.
+    """
+    del rng  # deterministic models
+
+    def loss_fn(params):
+        sr, batch_stats = _apply_training(g_state, params, g_state.batch_stats, batch["lr"])
+        loss = compute_content_loss(content_loss, sr, batch["hr"], vgg_params, vgg_dtype)
+        return loss, (sr, batch_stats)
+
+    (loss, (sr, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_state.params)
+    g_state = g_state.apply_gradients(grads=_pmean(grads, axis_name), batch_stats=batch_stats)
+    metrics = {
+        "content_loss": loss,
+        **_image_metrics(sr, batch),
+        "learning_rate": learning_rate(g_state),
+    }
+    return g_state, _pmean(metrics, axis_name)
+
+
+def gan_step(
+    g_state: TrainState,
+    d_state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    vgg_params: Any,
+    *,
+    content_loss: str,
+    adversarial_weight: float,
+    vgg_dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+) -> tuple[TrainState, TrainState, Metrics]:
+    """One SRGAN update: D on real and fake, then G on content + weighted adversarial loss.
+
+    See the module docstring for the design. Metrics: `d_loss`, `g_loss` (the perceptual loss),
+    `content_loss`, `adversarial_loss`, `d_real`/`d_fake` (mean D probability of the real and the
+    generated batch, before D's update: a discriminator that wins outright shows d_real -> 1,
+    d_fake -> 0), `pixel_loss`, `psnr` and `learning_rate`.
+    """
+    del rng  # deterministic models
+    hr = batch["hr"]
+
+    def generate(params):
+        return _apply_training(g_state, params, g_state.batch_stats, batch["lr"])
+
+    sr, g_vjp, g_batch_stats = jax.vjp(generate, g_state.params, has_aux=True)
+
+    def d_loss_fn(params):
+        real_logits, batch_stats = _apply_training(d_state, params, d_state.batch_stats, hr)
+        fake_logits, batch_stats = _apply_training(
+            d_state, params, batch_stats, jax.lax.stop_gradient(sr)
+        )
+        loss = losses.discriminator_loss(real_logits, fake_logits)
+        return loss, (real_logits, fake_logits, batch_stats)
+
+    (d_loss, (real_logits, fake_logits, d_batch_stats)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True
+    )(d_state.params)
+    d_state = d_state.apply_gradients(grads=_pmean(d_grads, axis_name), batch_stats=d_batch_stats)
+
+    def g_loss_fn(sr):
+        content = compute_content_loss(content_loss, sr, hr, vgg_params, vgg_dtype)
+        logits, _ = _apply_training(d_state, d_state.params, d_state.batch_stats, sr)
+        adversarial = losses.generator_adversarial_loss(logits)
+        loss = losses.perceptual_loss(content, adversarial, adversarial_weight)
+        return loss, (content, adversarial)
+
+    (g_loss, (content, adversarial)), sr_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(sr)
+    (g_grads,) = g_vjp(sr_grad)
+    g_state = g_state.apply_gradients(grads=_pmean(g_grads, axis_name), batch_stats=g_batch_stats)
+    metrics = {
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "content_loss": content,
+        "adversarial_loss": adversarial,
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        **_image_metrics(sr, batch),
+        "learning_rate": learning_rate(g_state),
+    }
+    return g_state, d_state, _pmean(metrics, axis_name)
+
+
+def eval_step(
+    g_state: TrainState, batch: Batch, *, scale: int, axis_name: str | None = None
+) -> Metrics:
+    """Mean `psnr` and `ssim` (Y channel, `scale` border pixels cropped) of G in inference mode.
+
+    SR is clipped to [0, 1] and HR mapped from [-1, 1] to [0, 1], unquantised.
+    """
+    sr = g_state.apply_fn(
+        {"params": g_state.params, "batch_stats": g_state.batch_stats}, batch["lr"], train=False
+    )
+    sr, hr = _to_unit_range(sr), _to_unit_range(batch["hr"])
+    metrics = {
+        "psnr": jnp.mean(psnr_jax(sr, hr, border=scale)),
+        "ssim": jnp.mean(ssim_jax(sr, hr, border=scale)),
+    }
+    return _pmean(metrics, axis_name)
+
+
+def _apply_training(
+    state: TrainState, params: Any, batch_stats: Any, inputs: jax.Array
+) -> tuple[jax.Array, Any]:
+    """A model in training mode: its output and BatchNorm statistics updated from `batch_stats`."""
+    outputs, updates = state.apply_fn(
+        {"params": params, "batch_stats": batch_stats}, inputs, train=True, mutable=["batch_stats"]
+    )
+    return outputs, updates["batch_stats"]
+
+
+def _image_metrics(sr: jax.Array, batch: Batch) -> Metrics:
+    """Pixel MSE (in [-1, 1]) and mean Y-channel PSNR (border = scale) of a training batch."""
+    scale = batch["hr"].shape[1] // batch["lr"].shape[1]
+    psnr = psnr_jax(_to_unit_range(sr), _to_unit_range(batch["hr"]), border=scale)
+    return {"pixel_loss": losses.mse(sr, batch["hr"]), "psnr": jnp.mean(psnr)}
+
+
+def _to_unit_range(images: jax.Array) -> jax.Array:
+    """[-1, 1] -> [0, 1], clipped."""
+    return jnp.clip((images + 1.0) * 0.5, 0.0, 1.0)
+
+
+def _pmean(tree: Any, axis_name: str | None) -> Any:
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+

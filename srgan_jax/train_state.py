@@ -1,0 +1,150 @@
+"""Train states and optimizers for the generator and the discriminator.
+
+A `TrainState` is flax's (step, params, tx, opt_state) plus the models' BatchNorm running
+statistics. It is a pytree of arrays (the model's `apply` and the optax transformation are static
+fields), so orbax saves and restores it directly and `jax.pmap`/`jax.jit` take it as an argument.
+
+The optimizer is the paper's: Adam (beta1 0.9) at 1e-4, dropped to 1e-5 after a configurable
+number of updates, optionally after clipping the gradient's global norm. The learning rate is an
+injected hyperparameter, so the one used by the latest update can be read from the optimizer state
+(`learning_rate(state)`), e.g. for logging.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from srgan_jax.models import Discriminator, Generator
+
+Phase = Literal["pretrain", "gan"]
+PHASES = ("pretrain", "gan")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class TrainState(train_state.TrainState):
+    """flax's TrainState plus the BatchNorm running statistics (`batch_stats` collection)."""
+
+    batch_stats: Any
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+    """`config.dtype` as a jnp dtype; parameters, BN statistics and losses stay float32."""
+    if config.dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"config.dtype must be one of {COMPUTE_DTYPES}, got {config.dtype!r}")
+    return jnp.dtype(config.dtype)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, phase: Phase) -> optax.Schedule:
+    """Piecewise-constant rate of `config.<phase>`: `learning_rate`, then `decayed_learning_rate`.
+
+    The switch happens after `lr_decay_step` updates of this phase's optimizer (its step count
+    starts at 0 at the start of the phase); `lr_decay_step=None` keeps the first rate throughout.
+    """
+    phase_config = _phase_config(config, phase)
+    initial = optax.constant_schedule(phase_config.learning_rate)
+    decay_step = phase_config.lr_decay_step
+    if decay_step is None:
+        return initial
+    if decay_step <= 0:
+        raise ValueError(f"config.{phase}.lr_decay_step must be positive or None, got {decay_step}")
+    decayed = optax.constant_schedule(phase_config.decayed_learning_rate)
+    return optax.join_schedules([initial, decayed], [decay_step])
+
+
+def make_optimizer(config: ml_collections.ConfigDict, phase: Phase) -> optax.GradientTransformation:
+    """The optimizer of `phase` ('pretrain' for SRResNet, 'gan' for SRGAN's G and D).
+
+    `config.optimizer_name` is 'adam' (the paper's; b1/b2/eps from `config.optim`) or 'sgd' (plain
+    SGD, for tests where Adam's normalisation would hide a wrongly scaled gradient). A positive
+    `config.optim.grad_clip_norm` clips the (already device-averaged) gradient's global norm first.
+    """
+    schedule = learning_rate_schedule(config, phase)
+    name = config.optimizer_name
+    if name == "adam":
+        optim = config.optim
+        tx = optax.inject_hyperparams(optax.adam)(
+            learning_rate=schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps
+        )
+    elif name == "sgd":
+        tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+    else:
+        raise ValueError(f"config.optimizer_name must be 'adam' or 'sgd', got {name!r}")
+    clip = config.optim.grad_clip_norm
+    if clip:
+        if clip < 0:
+            raise ValueError(f"config.optim.grad_clip_norm must be positive or None, got {clip}")
+        tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+    return tx
+
+
+def learning_rate(state: TrainState) -> jax.Array:
+    """The learning rate the latest update used (the initial one before any update)."""
+    # The injected value, not the schedule's own state stored under the same name.
+    return optax.tree_utils.tree_get(
+        state.opt_state, "learning_rate", filtering=lambda _, value: hasattr(value, "dtype")
+    )
+
+
+def create_generator_state(
+    config: ml_collections.ConfigDict,
+    rng: jax.Array,
+    phase: Phase,
+    bn_axis_name: str | None = None,
+) -> TrainState:
+    """SRResNet (`config.model`) with fresh parameters and the optimizer of `phase`.
+
+    `bn_axis_name` must be the axis the steps run under with cross-replica BatchNorm (pmap), and
+    None when the whole batch is one array (jit with sharding, single device).
+    """
+    lr_size = _lr_crop_size(config)
+    model = Generator(
+        num_blocks=config.model.num_blocks,
+        channels=config.model.channels,
+        scale=config.model.scale,
+        dtype=compute_dtype(config),
+        bn_axis_name=bn_axis_name,
+    )
+    example = jnp.zeros((1, lr_size, lr_size, 3))
+    return _create_state(model, rng, example, make_optimizer(config, phase))
+
+
+def create_discriminator_state(
+    config: ml_collections.ConfigDict, rng: jax.Array, bn_axis_name: str | None = None
+) -> TrainState:
+    """The discriminator for `config.crop_size` HR crops, with the GAN phase's optimizer."""
+    size = config.crop_size
+    model = Discriminator(input_size=size, dtype=compute_dtype(config), bn_axis_name=bn_axis_name)
+    return _create_state(model, rng, jnp.zeros((1, size, size, 3)), make_optimizer(config, "gan"))
+
+
+def _create_state(
+    model: nn.Module, rng: jax.Array, example: jax.Array, tx: optax.GradientTransformation
+) -> TrainState:
+    variables = jax.jit(model.init)(rng, example)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=tx,
+    )
+
+
+def _phase_config(config: ml_collections.ConfigDict, phase: Phase) -> ml_collections.ConfigDict:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    return config[phase]
+
+
+def _lr_crop_size(config: ml_collections.ConfigDict) -> int:
+    crop, scale = config.crop_size, config.model.scale
+    if crop % scale:
+        raise ValueError(
+            f"config.crop_size ({crop}) must be a multiple of config.model.scale ({scale})"
+        )
+    return crop // scale

@@ -1,0 +1,289 @@
+"""The update and evaluation steps against plain re-computations written out here.
+
+Tiny models on one device, plain SGD, so that one step must equal `params - lr * grad` of the loss
+as the paper defines it, with the gradient taken by `jax.grad` of a loss built from the models
+directly (no step code involved). PSNR/SSIM are checked against the numpy metrics in float64.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from srgan_jax import metrics, train, train_state
+from srgan_jax.models import Discriminator, Generator
+from srgan_jax.vgg import VGG19Features, random_vgg19_params
+
+SCALE = 4
+CROP = 32
+NUM_BLOCKS, CHANNELS = 1, 8
+
+
+LEARNING_RATE = 0.01  # both phases, so that one generator state serves both steps' tests
+
+
+def make_config(**overrides) -> ml_collections.ConfigDict:
+    """A tiny single-device SGD config; `overrides` maps dotted field names to values."""
+    phase = {"learning_rate": LEARNING_RATE, "lr_decay_step": None, "decayed_learning_rate": 1e-3}
+    config = ml_collections.ConfigDict(
+        {
+            "model": {"num_blocks": NUM_BLOCKS, "channels": CHANNELS, "scale": SCALE},
+            "dtype": "float32",
+            "crop_size": CROP,
+            "optimizer_name": "sgd",
+            "optim": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "grad_clip_norm": None},
+            "pretrain": dict(phase, content_loss="mse"),
+            "gan": dict(phase, content_loss="vgg22", adversarial_weight=1e-3),
+        }
+    )
+    for name, value in overrides.items():
+        *parents, leaf = name.split(".")
+        functools.reduce(lambda c, key: c[key], parents, config)[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(0.0, 1.0, (4, CROP // SCALE, CROP // SCALE, 3)).astype(np.float32)
+    hr = rng.uniform(-1.0, 1.0, (4, CROP, CROP, 3)).astype(np.float32)
+    return {"lr": lr, "hr": hr}
+
+
+@pytest.fixture(scope="module")
+def vgg_params():
+    return random_vgg19_params(jax.random.PRNGKey(7), "phi_2_2")
+
+
+@pytest.fixture(scope="module")
+def g_state() -> train_state.TrainState:
+    return train_state.create_generator_state(make_config(), jax.random.PRNGKey(0), "pretrain")
+
+
+@pytest.fixture(scope="module")
+def d_state() -> train_state.TrainState:
+    return train_state.create_discriminator_state(make_config(), jax.random.PRNGKey(1))
+
+
+def generator() -> Generator:
+    return Generator(num_blocks=NUM_BLOCKS, channels=CHANNELS, scale=SCALE)
+
+
+def train_apply(model, params, batch_stats, x):
+    """`model` in training mode, written out: (output, new batch_stats)."""
+    out, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+    )
+    return out, updates["batch_stats"]
+
+
+def plain_content_loss(kind, vgg_params, sr, hr):
+    if kind == "mse":
+        return jnp.mean((sr - hr) ** 2)
+    vgg = VGG19Features(layer="phi_2_2")
+    target = jax.lax.stop_gradient(vgg.apply(vgg_params, hr))
+    return jnp.mean((vgg.apply(vgg_params, sr) / 12.75 - target / 12.75) ** 2)
+
+
+def value_and_grad(loss):
+    """Compiled value-and-gradient of a `(loss, aux)` function: far faster than eager on CPU."""
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def sgd_expected(params, grads, lr):
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+
+def assert_trees_close(actual, expected, start, rtol=1e-4):
+    """Leafwise, the change from `start` agrees to `rtol` of the largest change in that leaf.
+
+    Changes are small next to the values, so the float32 rounding of the values is allowed too.
+    """
+    for a, e, s in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), jax.tree.leaves(start),
+                       strict=True):
+        s = np.asarray(s, np.float64)
+        change = np.asarray(e, np.float64) - s
+        atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
+        np.testing.assert_allclose(np.asarray(a, np.float64) - s, change, rtol=rtol, atol=atol)
+
+
+def batch_psnr(sr, hr, border):
+    sr01 = np.clip((np.asarray(sr, np.float64) + 1) / 2, 0, 1)
+    hr01 = (np.asarray(hr, np.float64) + 1) / 2
+    return np.mean([metrics.psnr(s, h, border=border) for s, h in zip(sr01, hr01, strict=True)])
+
+
+@pytest.mark.parametrize("content_loss", ["mse", "vgg22"])
+def test_pretrain_step_is_one_sgd_step_on_the_content_loss(
+    batch, vgg_params, g_state, content_loss
+):
+    state = g_state
+    step = jax.jit(functools.partial(train.pretrain_step, content_loss=content_loss))
+    new_state, step_metrics = step(state, batch, jax.random.PRNGKey(1), vgg_params)
+
+    def loss(params):
+        sr, batch_stats = train_apply(generator(), params, state.batch_stats, batch["lr"])
+        return plain_content_loss(content_loss, vgg_params, sr, batch["hr"]), (sr, batch_stats)
+
+    (expected_loss, (sr, batch_stats)), grads = value_and_grad(loss)(state.params)
+    expected_params = sgd_expected(state.params, grads, LEARNING_RATE)
+    assert_trees_close(new_state.params, expected_params, state.params)
+    assert_trees_close(new_state.batch_stats, batch_stats, state.batch_stats)
+    assert int(new_state.step) == 1
+    pixel = np.mean((np.asarray(sr, np.float64) - batch["hr"]) ** 2)
+    np.testing.assert_allclose(step_metrics["content_loss"], expected_loss, rtol=1e-5)
+    np.testing.assert_allclose(step_metrics["pixel_loss"], pixel, rtol=1e-5)
+    np.testing.assert_allclose(step_metrics["psnr"], batch_psnr(sr, batch["hr"], SCALE), rtol=1e-5)
+    np.testing.assert_allclose(step_metrics["learning_rate"], LEARNING_RATE, rtol=1e-7)
+
+
+def test_gan_step_updates_d_then_g_against_the_updated_d(batch, vgg_params, g_state, d_state):
+    lr, weight = LEARNING_RATE, make_config().gan.adversarial_weight
+    step = jax.jit(
+        functools.partial(train.gan_step, content_loss="vgg22", adversarial_weight=weight)
+    )
+    new_g, new_d, step_metrics = step(g_state, d_state, batch, jax.random.PRNGKey(2), vgg_params)
+
+    d_model, hr = Discriminator(input_size=CROP), batch["hr"]
+    sr, g_batch_stats = train_apply(generator(), g_state.params, g_state.batch_stats, batch["lr"])
+
+    def d_loss(params):  # real and fake as two batches, BN statistics chained through both
+        real, stats = train_apply(d_model, params, d_state.batch_stats, hr)
+        fake, stats = train_apply(d_model, params, stats, sr)
+        bce = jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
+        return bce, (real, fake, stats)
+
+    (expected_d_loss, (real, fake, d_batch_stats)), d_grads = value_and_grad(d_loss)(
+        d_state.params
+    )
+    d_params = sgd_expected(d_state.params, d_grads, lr)
+    # D's update is its own loss's only: the G update that follows leaves the D state untouched.
+    assert_trees_close(new_d.params, d_params, d_state.params)
+    assert_trees_close(new_d.batch_stats, d_batch_stats, d_state.batch_stats)
+
+    def g_loss(params):  # against the updated D, in training mode
+        fake_sr, _ = train_apply(generator(), params, g_state.batch_stats, batch["lr"])
+        logits, _ = train_apply(d_model, d_params, d_batch_stats, fake_sr)
+        content = plain_content_loss("vgg22", vgg_params, fake_sr, hr)
+        adversarial = jnp.mean(-jax.nn.log_sigmoid(logits))
+        return content + weight * adversarial, (content, adversarial)
+
+    (expected_g_loss, (content, adversarial)), g_grads = value_and_grad(g_loss)(g_state.params)
+    assert_trees_close(new_g.params, sgd_expected(g_state.params, g_grads, lr), g_state.params)
+    assert_trees_close(new_g.batch_stats, g_batch_stats, g_state.batch_stats)
+    assert (int(new_g.step), int(new_d.step)) == (1, 1)
+
+    expected_metrics = {
+        "d_loss": expected_d_loss,
+        "g_loss": expected_g_loss,
+        "content_loss": content,
+        "adversarial_loss": adversarial,
+        "d_real": np.mean(1 / (1 + np.exp(-np.asarray(real, np.float64)))),
+        "d_fake": np.mean(1 / (1 + np.exp(-np.asarray(fake, np.float64)))),
+        "pixel_loss": np.mean((np.asarray(sr, np.float64) - hr) ** 2),
+        "psnr": batch_psnr(sr, hr, SCALE),
+        "learning_rate": lr,
+    }
+    assert set(step_metrics) == set(expected_metrics)
+    for name, value in expected_metrics.items():
+        np.testing.assert_allclose(step_metrics[name], value, rtol=1e-5, err_msg=name)
+
+
+def test_eval_step_matches_numpy_metrics(batch, g_state):
+    state = g_state
+    result = jax.jit(functools.partial(train.eval_step, scale=SCALE))(state, batch)
+
+    sr = generator().apply({"params": state.params, "batch_stats": state.batch_stats}, batch["lr"])
+    sr01 = np.clip((np.asarray(sr, np.float64) + 1) / 2, 0, 1)
+    hr01 = (batch["hr"].astype(np.float64) + 1) / 2
+    pairs = list(zip(sr01, hr01, strict=True))
+    psnr = np.mean([metrics.psnr(s, h, border=SCALE, y_channel=True) for s, h in pairs])
+    ssim = np.mean([metrics.ssim(s, h, border=SCALE, y_channel=True) for s, h in pairs])
+    np.testing.assert_allclose(result["psnr"], psnr, rtol=1e-5)
+    np.testing.assert_allclose(result["ssim"], ssim, rtol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_learning_rate_switches_at_the_decay_step(optimizer):
+    config = make_config(
+        optimizer_name=optimizer,
+        **{
+            "pretrain.learning_rate": 0.1,
+            "pretrain.decayed_learning_rate": 0.01,
+            "pretrain.lr_decay_step": 2,
+        },
+    )
+    state = train_state.TrainState.create(
+        apply_fn=None, params={"w": jnp.zeros(3)}, batch_stats={},
+        tx=train_state.make_optimizer(config, "pretrain"),
+    )
+    grads = {"w": jnp.ones(3)}  # constant: Adam's normalised step is then lr as well
+    rates, steps = [], []
+    for _ in range(4):
+        new_state = state.apply_gradients(grads=grads)
+        rates.append(float(train_state.learning_rate(new_state)))
+        steps.append(float(state.params["w"][0] - new_state.params["w"][0]))
+        state = new_state
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01], rtol=1e-7)
+    np.testing.assert_allclose(steps, [0.1, 0.1, 0.01, 0.01], rtol=1e-5)
+
+
+@pytest.mark.parametrize(("clip", "grad", "expected"), [
+    (1.0, [3.0, 4.0], [0.6, 0.8]),  # norm 5 -> rescaled to norm 1
+    (1.0, [0.3, 0.4], [0.3, 0.4]),  # norm 0.5 -> untouched
+    (None, [3.0, 4.0], [3.0, 4.0]),  # clipping off
+])
+def test_gradient_clipping_by_global_norm(clip, grad, expected):
+    config = make_config(**{"optim.grad_clip_norm": clip, "pretrain.learning_rate": 1.0})
+    tx = train_state.make_optimizer(config, "pretrain")
+    params = {"a": jnp.zeros(1), "b": jnp.zeros(1)}  # the norm is over the whole tree
+    updates, _ = tx.update({"a": jnp.array(grad[:1]), "b": jnp.array(grad[1:])}, tx.init(params))
+    np.testing.assert_allclose(
+        np.concatenate([updates["a"], updates["b"]]), -np.array(expected), rtol=1e-6
+    )
+
+
+def test_bfloat16_compute_keeps_float32_params_and_metrics(batch):
+    config = make_config(dtype="bfloat16")
+    state = train_state.create_generator_state(config, jax.random.PRNGKey(0), "pretrain")
+    assert {x.dtype for x in jax.tree.leaves((state.params, state.batch_stats))} == {
+        jnp.dtype(jnp.float32)
+    }
+    step = jax.jit(functools.partial(train.pretrain_step, content_loss="mse"))
+    new_state, step_metrics = step(state, batch, jax.random.PRNGKey(1), None)
+    assert {x.dtype for x in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
+    assert all(v.dtype == jnp.float32 and np.isfinite(v) for v in step_metrics.values())
+
+
+def test_adam_uses_the_configured_betas_and_eps():
+    config = make_config(optimizer_name="adam", **{"optim.b1": 0.5, "optim.eps": 1e-3})
+    tx = train_state.make_optimizer(config, "pretrain")
+    reference = optax.adam(LEARNING_RATE, b1=0.5, b2=0.999, eps=1e-3)
+    params, grads = {"w": jnp.zeros(2)}, {"w": jnp.array([1e-3, -2.0])}
+    state, ref_state = tx.init(params), reference.init(params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state)
+        ref_updates, ref_state = reference.update(grads, ref_state)
+        np.testing.assert_allclose(updates["w"], ref_updates["w"], rtol=2e-5)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"dtype": "float64"}, "config.dtype"),
+    ({"optimizer_name": "rmsprop"}, "config.optimizer_name"),
+    ({"crop_size": 30}, "config.crop_size"),
+    ({"pretrain.lr_decay_step": 0}, "config.pretrain.lr_decay_step"),
+])
+def test_bad_config_fields_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config = make_config(**overrides)
+        train_state.create_generator_state(config, jax.random.PRNGKey(0), "pretrain")
+
+
+def test_unknown_content_loss_is_named(batch, g_state):
+    with pytest.raises(ValueError, match="content_loss"):
+        train.pretrain_step(g_state, batch, jax.random.PRNGKey(1), None, content_loss="vgg33")

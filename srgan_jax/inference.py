@@ -45,14 +45,16 @@ def default_memory_budget(device: jax.Device | None = None) -> int:
     return int(min(available // 4, CPU_BUDGET_CAP))
 
 
-def _dtype(dtype: Any) -> Any:
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        return DTYPES[dtype]
-    if jnp.dtype(dtype) not in {jnp.dtype(d) for d in DTYPES.values()}:
+def _dtype(dtype: Any) -> np.dtype:
+    """`dtype` ('float32', 'bfloat16' or the dtypes themselves) as a dtype object."""
+    allowed = {name: jnp.dtype(d) for name, d in DTYPES.items()}
+    try:
+        resolved = allowed[dtype] if isinstance(dtype, str) else jnp.dtype(dtype)
+    except (KeyError, TypeError):
+        resolved = None
+    if resolved not in allowed.values():
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return jnp.dtype(dtype).type
+    return resolved
 
 
 class Upscaler:
@@ -99,7 +101,7 @@ class Upscaler:
         return cls(variables, config, dtype=dtype, memory_budget=memory_budget)
 
     def with_dtype(self, dtype: Any) -> Upscaler:
-        """The same model computing in `dtype` (shares the variables)."""
+        """The same model computing in `dtype`."""
         if _dtype(dtype) == self.dtype:
             return self
         return Upscaler(self.variables, self.config, dtype=dtype, memory_budget=self.memory_budget)
@@ -128,7 +130,8 @@ class Upscaler:
 
         Activation memory grows linearly with the number of pixels, so one small compile
         calibrates it; backends without an analysis get a conservative closed-form estimate
-        (two HR feature maps at the last upsampling stage, in float32).
+        (three float32 feature maps of the last upsampling stage, whose size is that of `channels`
+        maps at HR resolution).
         """
         probe = jax.ShapeDtypeStruct((1, PROBE_SIZE, PROBE_SIZE, 3), jnp.float32)
         try:
@@ -201,7 +204,7 @@ def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
         path = os.path.abspath(os.fspath(model))
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such model file or training workdir")
-        return _cached_upscaler(path, os.stat(path).st_mtime_ns, jnp.dtype(_dtype(dtype)).name)
+        return _cached_upscaler(path, os.stat(path).st_mtime_ns, _dtype(dtype).name)
     if isinstance(model, dict):
         return Upscaler(model, dtype=dtype)
     raise TypeError(
@@ -242,10 +245,10 @@ class Samples:
         return values
 
     def from_float(self, values: np.ndarray) -> np.ndarray:
-        """Samples of float [0, 1] `values` (which it may overwrite: images can be gigabytes)."""
+        """Samples of float `values`, clipped to [0, 1] in place (images can be gigabytes)."""
+        np.clip(values, 0.0, 1.0, out=values)
         if self.peak is None:
             return values.astype(self.dtype, copy=False)
-        np.clip(values, 0.0, 1.0, out=values)
         values *= self.peak
         return np.rint(values, out=values).astype(self.dtype)
 

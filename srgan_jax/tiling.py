@@ -14,7 +14,7 @@ padding that the untiled network would not see.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -83,11 +83,6 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
     ]
 
 
-def _windows(image: np.ndarray, tiles: list[Tile]) -> Iterator[np.ndarray]:
-    for t in tiles:
-        yield image[np.newaxis, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
-
-
 def upscale_tiled(
     run: Callable[[np.ndarray], object],
     image: np.ndarray,
@@ -101,11 +96,12 @@ def upscale_tiled(
     `run` maps a [1, h, w, C] host tile to a [1, sh, sw, C'] array (typically a device array
     still being computed: the next tile is dispatched before the previous result is copied back,
     so transfers and compute overlap). Only one or two tiles live on the device at a time.
+    `out`, if given, receives the result; otherwise it is allocated.
     """
     height, width = image.shape[:2]
-    tiles = plan_tiles(height, width, tile, overlap)
     pending: list[tuple[Tile, object]] = []
-    for t, window in zip(tiles, _windows(image, tiles), strict=True):
+    for t in plan_tiles(height, width, tile, overlap):
+        window = image[np.newaxis, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
         pending.append((t, run(window)))
         if len(pending) > 1:
             out = _store(*pending.pop(0), scale, (height, width), out)

@@ -189,11 +189,6 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
     return config, validate_variables(document.get("variables"), config, path)
 
 
-def is_model_file(path: str | os.PathLike) -> bool:
-    """Whether `path` is a file (model files) rather than a directory (training workdirs)."""
-    return os.path.isfile(path)
-
-
 def checkpoint_variables(workdir: str, step: int | None = None, best: bool = False) -> Variables:
     """Generator variables of a training workdir's checkpoint: latest, `step`, or best PSNR."""
     from srgan_jax import checkpoints  # orbax: only for workdirs, not for model files

@@ -87,7 +87,10 @@ def row(args: argparse.Namespace, size: str, dtype: str, mode: str) -> dict:
 def format_row(size: str, dtype: str, mode: str, r: dict) -> str:
     if "skipped" in r:
         return f"| {size} | {dtype} | {mode} | - | - | - | - | {r['skipped']} |"
-    note = "first call, incl. compile" if r["includes_compile"] else ""
+    notes = ["first call, incl. compile"] if r["includes_compile"] else []
+    if r["tile"] >= max(int(v) for v in size.split("x")):
+        notes.append("one tile: the whole image")
+    note = "; ".join(notes)
     device_peak = f"{r['device_peak_gib']:.2f}" if "device_peak_gib" in r else "-"
     return (f"| {size} | {dtype} | {mode} | {r['tile']} | {r['mp_per_s']:.3f} | {r['seconds']:.2f} "
             f"| {r['peak_rss_gib']:.2f} / {device_peak} | {note} |")

@@ -58,24 +58,25 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "num_blocks": self.num_blocks,
-            "channels": self.channels,
-            "scale": self.scale,
-            "lr_range": list(self.lr_range),
-            "sr_range": list(self.sr_range),
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()
         }
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], source: str) -> ModelConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - fields)
+        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ModelFileError(f"{source}: unknown model config fields {unknown}")
         try:
-            values = {k: tuple(float(x) for x in v) if k.endswith("_range") else int(v)
-                      for k, v in config.items()}
+            values = {
+                name: tuple(float(x) for x in value) if name.endswith("_range") else int(value)
+                for name, value in config.items()
+            }
         except (TypeError, ValueError) as e:
             raise ModelFileError(f"{source}: malformed model config {dict(config)}: {e}") from e
+        for name, value in values.items():
+            if name.endswith("_range") and not (len(value) == 2 and value[0] < value[1]):
+                raise ModelFileError(f"{source}: model config {name} must be [low, high]: {value}")
         return cls(**values)
 
     @classmethod

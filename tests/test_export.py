@@ -118,6 +118,9 @@ def test_wrong_config_in_file(model_file):
     rewrite(model_file, lambda doc: doc["config"].update(num_blocks=3))
     with pytest.raises(ModelFileError, match="missing tensor batch_stats/ResidualBlock_2/"):
         load_model(model_file)
+    rewrite(model_file, lambda doc: doc["config"].update(num_blocks=2, sr_range=[1.0, 1.0]))
+    with pytest.raises(ModelFileError, match=r"sr_range must be \[low, high\]"):
+        load_model(model_file)
     rewrite(model_file, lambda doc: doc.update(format_version=99))
     with pytest.raises(ModelFileError, match="version 99"):
         load_model(model_file)

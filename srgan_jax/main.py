@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     absl's `app.run` ends by raising SystemExit; it is turned into a return value here so that
     `srgan-jax train` can call this like any other sub-command.
     """
-    args = None if argv is None else ["srgan-jax train", *argv]
+    args = sys.argv if argv is None else ["srgan-jax train", *argv]
+    saved_argv, sys.argv = sys.argv, args  # config_flags finds `--config.x` overrides in sys.argv
+    FLAGS.unparse_flags()  # a second call in one process must not inherit the first one's flags
     try:
         app.run(_train, argv=args)
     except SystemExit as exit_:
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_.code or 0
         print(exit_.code, file=sys.stderr)
         return 1
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

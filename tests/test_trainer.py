@@ -1,0 +1,242 @@
+"""The training loop end to end on the `test` config (8 fake CPU devices, pmap).
+
+Training runs happen in `python -m srgan_jax.main` subprocesses, so that exits and signals are real;
+they share a JAX compilation cache, so only the first one pays for compiling. The reference run
+(one uninterrupted process) is checked for learning and for its outputs; the interrupted runs
+(SIGTERM, SIGKILL) must end bit-identical to it.
+"""
+
+import glob
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto import event_pb2
+
+from srgan_jax import checkpoints, trainer
+from srgan_jax.configs import test as test_config
+
+CONFIG_FILE = test_config.__file__
+CONFIG = test_config.get_config()
+FINAL_STEP = CONFIG.pretrain.steps + CONFIG.gan.steps
+PROCESS_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+def _start(workdir, compilation_cache: str, *overrides: str) -> subprocess.Popen:
+    """`python -m srgan_jax.main` on the test config, its output in `workdir`.log."""
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=compilation_cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    command = [sys.executable, "-m", "srgan_jax.main", f"--workdir={workdir}"]
+    command += [f"--config={CONFIG_FILE}", *overrides]
+    log = open(f"{workdir}.log", "w")  # noqa: SIM115 (the child owns it until it exits)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _log_tail(workdir) -> str:
+    return pathlib.Path(f"{workdir}.log").read_text()[-5000:]
+
+
+def _finish(process: subprocess.Popen) -> int:
+    try:
+        return process.wait(timeout=PROCESS_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _train(workdir, compilation_cache: str, *overrides: str) -> None:
+    returncode = _finish(_start(workdir, compilation_cache, *overrides))
+    assert returncode == 0, _log_tail(workdir)
+
+
+def _wait_for_checkpoint(workdir, step: int, process: subprocess.Popen) -> None:
+    """Until step `step`'s checkpoint is committed (orbax renames it into place when complete)."""
+    path = os.path.join(workdir, "checkpoints", str(step))
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while not os.path.isdir(path):
+        assert process.poll() is None, _log_tail(workdir)
+        assert time.monotonic() < deadline, f"no checkpoint {path}"
+        time.sleep(0.05)
+
+
+def _final_states(workdir) -> checkpoints.TrainingCheckpoint:
+    """The final checkpoint, restored into the structure of fresh GAN-phase states."""
+    generator, discriminator = trainer._create_states(CONFIG, "gan", jax.random.key(0), "batch")
+    with checkpoints.Checkpointer(str(workdir), CONFIG) as ckpt:
+        assert ckpt.latest_step() == FINAL_STEP
+        return ckpt.restore(FINAL_STEP, generator, discriminator)
+
+
+def _assert_same_states(a: checkpoints.TrainingCheckpoint, b: checkpoints.TrainingCheckpoint):
+    assert (a.step, a.phase, a.data_state) == (b.step, b.phase, b.data_state)
+    for name in ("generator", "discriminator"):
+        leaves_a, leaves_b = jax.tree.leaves(getattr(a, name)), jax.tree.leaves(getattr(b, name))
+        assert len(leaves_a) == len(leaves_b)
+        for x, y in zip(leaves_a, leaves_b, strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+
+
+def _events(workdir) -> list[event_pb2.Event]:
+    """Every event of every TensorBoard file in `workdir`, read back with TensorBoard's reader."""
+    events = []
+    for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))):
+        events += [event_pb2.Event.FromString(r) for r in RawEventFileLoader(path).Load()]
+    return events
+
+
+def _scalars(events: list[event_pb2.Event], tag: str) -> dict[int, float]:
+    return {e.step: v.simple_value for e in events for v in e.summary.value if v.tag == tag}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, compilation_cache) -> str:
+    workdir = str(tmp_path_factory.mktemp("reference") / "workdir")
+    _train(workdir, compilation_cache)
+    return workdir
+
+
+def test_two_phase_run_learns_and_writes_outputs(reference_run):
+    events = _events(reference_run)
+    pixel_loss = _scalars(events, "pixel_loss")
+    val_psnr = _scalars(events, "val/psnr")
+    # Logged at the first step of each phase, every log_every steps and at checkpoints.
+    assert sorted(pixel_loss) == [1, 10, 20, 30, 40, 50, 60, 61, 64]
+    assert pixel_loss[FINAL_STEP] < 0.5 * pixel_loss[1]
+    assert sorted(val_psnr) == [20, 40, 60, FINAL_STEP]
+    assert val_psnr[FINAL_STEP] > val_psnr[20] + 1.0
+    d_real, d_fake = _scalars(events, "d_real"), _scalars(events, "d_fake")
+    assert sorted(d_real) == sorted(d_fake) == [61, 64]
+    assert all(0.0 < v < 1.0 for v in [*d_real.values(), *d_fake.values()])
+    assert _scalars(events, "steps_per_sec")[FINAL_STEP] > 0
+
+    images = [v for e in events for v in e.summary.value if v.HasField("image")]
+    assert {v.tag for v in images} == {"samples/0"}
+    samples = sorted(glob.glob(os.path.join(reference_run, "samples", "*.png")))
+    assert [os.path.basename(p) for p in samples] == [
+        f"step{s:08d}_0.png" for s in (30, 60, FINAL_STEP)
+    ]
+    strip = np.asarray(Image.open(samples[-1]))
+    assert strip.shape == (128, 3 * 128, 3)  # LR bicubic | SR | HR of a 128x128 demo image
+
+    best = max(val_psnr, key=val_psnr.get)
+    with checkpoints.Checkpointer(reference_run, CONFIG) as ckpt:
+        assert ckpt.all_steps() == sorted({best, 60, FINAL_STEP})  # the last 2 and the best
+        assert ckpt.best_step() == best
+        assert ckpt.read_meta(FINAL_STEP) == {
+            "step": FINAL_STEP,
+            "phase": "gan",
+            "rng": np.asarray(jax.random.key_data(jax.random.key(CONFIG.seed))).tolist(),
+        }
+
+
+def test_sigterm_saves_and_a_restart_continues_exactly(reference_run, compilation_cache, tmp_path):
+    workdir = str(tmp_path / "workdir")
+    process = _start(workdir, compilation_cache)
+    _wait_for_checkpoint(workdir, CONFIG.pretrain.steps, process)  # now in the GAN phase
+    process.send_signal(signal.SIGTERM)
+    assert _finish(process) == 0, _log_tail(workdir)
+    with checkpoints.Checkpointer(workdir, CONFIG) as ckpt:
+        stopped_at = ckpt.latest_step()
+        assert CONFIG.pretrain.steps < stopped_at < FINAL_STEP
+        assert ckpt.read_meta(stopped_at)["phase"] == "gan"
+
+    _train(workdir, compilation_cache)
+    _assert_same_states(_final_states(workdir), _final_states(reference_run))
+    resumed = _scalars(_events(workdir), "pixel_loss")
+    assert stopped_at + 1 in resumed
+
+
+def test_sigkill_resumes_from_the_last_checkpoint(reference_run, compilation_cache, tmp_path):
+    workdir = str(tmp_path / "workdir")
+    process = _start(workdir, compilation_cache)
+    _wait_for_checkpoint(workdir, CONFIG.checkpoint_every, process)
+    process.kill()
+    process.wait()
+    with checkpoints.Checkpointer(workdir, CONFIG) as ckpt:  # also removes a half-written step
+        last = ckpt.latest_step()
+        assert last in (20, 40, 60)
+        meta = ckpt.read_meta(last)
+        assert (meta["step"], meta["phase"]) == (last, "pretrain")
+        generator, _ = trainer._create_states(CONFIG, "pretrain", jax.random.key(0), "batch")
+        restored = ckpt.restore(last, generator, None)
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.generator))
+    assert not [p for p in os.listdir(os.path.join(workdir, "checkpoints")) if "tmp" in p]
+
+    _train(workdir, compilation_cache)
+    assert f"resumed at step {last} (phase pretrain)" in pathlib.Path(f"{workdir}.log").read_text()
+    _assert_same_states(_final_states(workdir), _final_states(reference_run))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(reference_run):
+    config = test_config.get_config()
+    config.model.num_blocks = 2
+    with pytest.raises(checkpoints.CheckpointMismatchError, match=r"model.num_blocks=1 .*=2"):
+        trainer.train_and_evaluate(config, reference_run)
+
+
+def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
+    config = test_config.get_config()
+    config.pretrain.steps = 0
+    config.gan.init_from = reference_run
+    generator, discriminator = trainer._enter_phase(config, "gan", jax.random.key(1), None, None)
+    expected = checkpoints.load_generator_variables(reference_run)
+    for x, y in zip(
+        jax.tree.leaves((generator.params, generator.batch_stats)),
+        jax.tree.leaves((expected["params"], expected["batch_stats"])),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(generator.step) == 0 and discriminator is not None  # fresh optimizers
+
+    config.pretrain.steps = 10
+    with pytest.raises(ValueError, match="config.pretrain.steps=0"):
+        trainer.train_and_evaluate(config, "unused")
+
+
+def test_non_finite_loss_stops_before_saving(tmp_path):
+    config = test_config.get_config()
+    config.optimizer_name = "sgd"
+    config.pretrain.learning_rate = 10.0  # diverges within a few steps
+    config.gan.steps = 0
+    config.checkpoint_every = 1
+    with pytest.raises(trainer.NonFiniteLossError) as error:
+        trainer.train_and_evaluate(config, str(tmp_path))
+    match = re.match(r"content_loss is (nan|inf) at step (\d+)", str(error.value))
+    assert match, str(error.value)
+    bad_step = int(match.group(2))
+    with checkpoints.Checkpointer(str(tmp_path), config) as ckpt:
+        steps = ckpt.all_steps()
+        generator, _ = trainer._create_states(config, "pretrain", jax.random.key(0), None)
+        restored = ckpt.restore(steps[-1], generator, None)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.generator))
+    assert steps[-1] == bad_step - 1  # every good step was saved, the bad one not
+
+
+def test_phase_spans():
+    config = test_config.get_config()
+    assert trainer.phase_spans(config) == [
+        trainer.PhaseSpan("pretrain", 0, 60),
+        trainer.PhaseSpan("gan", 60, 64),
+    ]
+    config.pretrain.steps = -1
+    with pytest.raises(ValueError, match="config.pretrain.steps"):
+        trainer.phase_spans(config)

@@ -9,7 +9,8 @@ and the tiled result equals the untiled one up to float rounding.
 
 Tiles never extend past the image: the last tile of a row or column is shifted back to end at the
 image edge, so every tile of an image has the same shape (one compilation) and no tile contains
-padding that the untiled network would not see.
+padding that the untiled network would not see. Edge tiles are therefore never padded (padding
+would change what the network sees at the image border and break the equality).
 """
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ class Span(NamedTuple):
 
 
 def split_axis(length: int, tile: int, overlap: int) -> list[Span]:
-    """Covers [0, length) with windows of min(tile, length) pixels whose kept parts partition it.
+    """Covers [0, length) with equal windows of at most `tile` pixels whose kept parts partition it.
 
+    Uses the fewest windows possible, each shrunk to the size that just covers the axis (a 3000
+    pixel axis in tiles of at most 715 with overlap 40 takes 5 windows of 664, not 5 of 715).
     Neighbouring windows overlap by at least 2 * `overlap`, and every kept pixel is at least
     `overlap` pixels away from any window edge that is not an image edge.
     """
@@ -56,8 +59,9 @@ def split_axis(length: int, tile: int, overlap: int) -> list[Span]:
             f"tile size {tile} must be larger than twice the tile overlap ({overlap}) "
             "so that each tile keeps some pixels"
         )
-    stride = tile - 2 * overlap
-    count = math.ceil((length - 2 * overlap) / stride)
+    count = math.ceil((length - 2 * overlap) / (tile - 2 * overlap))
+    stride = math.ceil((length - 2 * overlap) / count)
+    tile = stride + 2 * overlap
     starts = [min(i * stride, length - tile) for i in range(count)]
     # Cut between neighbours in the middle of their shared valid region, which is never empty:
     # start[i+1] + overlap <= start[i] + tile - overlap because start[i+1] - start[i] <= stride.
@@ -75,7 +79,7 @@ class Tile(NamedTuple):
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    """Row-major tiles of a `height` x `width` image, all of shape min(tile, height/width)."""
+    """Row-major tiles of a `height` x `width` image, all of one shape of at most tile x tile."""
     return [
         Tile(rows, cols)
         for rows in split_axis(height, tile, overlap)

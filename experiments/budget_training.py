@@ -1,0 +1,225 @@
+"""Trains SRResNet-MSE (then optionally SRGAN-MSE from it) for a fixed wall-clock budget.
+
+The training is the package's own: `srgan_jax.trainer.train_and_evaluate` with a config from
+`srgan_jax/configs/` (default `srresnet_mse.py`, overridable with `--config.field=value`), on the
+T91 + BSD200 images of a folder source. When a phase's budget is spent, the script sends itself
+SIGTERM, which the trainer handles as it handles a preemption: it finishes the current step, saves
+a checkpoint and returns. The budget therefore includes compilation and the first step.
+
+Each trained generator is exported as a model file (`srgan_jax.export`) and evaluated on
+Set5/Set14/BSD100 (Y channel, 4-pixel border, MATLAB bicubic degradation: `srgan_jax.evaluate`)
+next to bicubic. Everything lands in `--workdir`: `srresnet/` and `srgan/` (training workdirs,
+TensorBoard events, samples), `srresnet_mse.msgpack` / `srgan_mse.msgpack`, `results.md` (the
+table with steps, wall time and device) and `results.json`.
+
+    python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8
+    python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8 \
+        --gan_minutes 4 --config.dtype=bfloat16
+
+The GAN phase uses the MSE content loss: the VGG losses need the ImageNet VGG19 weights, which an
+offline machine does not have (pass `--config.gan.content_loss=vgg54` where it does). Running the
+script again with the same `--workdir` resumes each phase from its checkpoint for another budget.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging as pylogging
+import os
+import pathlib
+import platform
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from srgan_jax import evaluate, export, trainer
+from srgan_jax.inference import Upscaler
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+TRAIN_SETS = ("T91", "BSD200")
+UNLIMITED_STEPS = 10**9  # a budgeted phase runs until its budget stops it
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Output directory (training workdirs, models, results).")
+config_flags.DEFINE_config_file(
+    "config",
+    str(REPO / "srgan_jax" / "configs" / "srresnet_mse.py"),
+    "Training config; its data, step counts and GAN init are set by this script.",
+    lock_config=False,
+)
+flags.DEFINE_string("data_dir", str(DEFAULT_DATA), "Folder with train/{T91,BSD200}, benchmarks/.")
+flags.DEFINE_float("pretrain_minutes", 8.0, "Wall-clock budget of the SRResNet-MSE phase.")
+flags.DEFINE_float("gan_minutes", 0.0, "Wall-clock budget of SRGAN (from the SRResNet); 0: none.")
+flags.DEFINE_list("benchmarks", ["Set5", "Set14", "BSD100"], "Evaluation sets in benchmarks/.")
+flags.DEFINE_string("validation_set", "Set5", "Benchmark set the trainer validates on.")
+flags.mark_flags_as_required(["workdir"])
+
+
+class _QuietOrbax(pylogging.Filter):
+    """Drops orbax's many INFO lines per checkpoint (its warnings and errors still show)."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return record.levelno >= pylogging.WARNING or not orbax
+
+
+@contextlib.contextmanager
+def wall_clock_budget(seconds: float) -> Iterator[None]:
+    """SIGTERMs this process after `seconds`, once the trainer is listening for it.
+
+    The trainer installs its own SIGTERM handler (save a checkpoint, stop) only while it runs;
+    a signal outside that window must not kill the process. So a placeholder handler is
+    installed around the block and the timer fires only while a *different* handler (the
+    trainer's) is in place: if the budget ends during start-up, the signal waits for it.
+    """
+    done = threading.Event()
+
+    def ignore(signum: int, frame: Any) -> None:
+        del signum, frame
+        logging.info("budget signal arrived outside training: ignored")
+
+    def fire() -> None:
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            if signal.getsignal(signal.SIGTERM) is not ignore:
+                logging.info("wall-clock budget of %.0f s spent: stopping", seconds)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.2)
+
+    previous = signal.signal(signal.SIGTERM, ignore)
+    timer = threading.Thread(target=fire, daemon=True, name="wall-clock-budget")
+    timer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        timer.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def phase_config(
+    base: ml_collections.ConfigDict, data_dir: pathlib.Path, phase: str, init_from: str = ""
+) -> ml_collections.ConfigDict:
+    """`base` training only `phase` on the folder training sets, validating on Set5."""
+    config = ml_collections.ConfigDict(base.to_dict())
+    config.data.source = "folder"
+    config.data.train_dirs = tuple(str(data_dir / "train" / name) for name in TRAIN_SETS)
+    config.data.eval_dirs = (str(data_dir / "benchmarks" / FLAGS.validation_set),)
+    if phase == "pretrain":
+        config.pretrain.steps, config.gan.steps = UNLIMITED_STEPS, 0
+    else:
+        config.pretrain.steps, config.gan.steps = 0, UNLIMITED_STEPS
+        config.gan.init_from = init_from
+    return config
+
+
+def train_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, minutes: float) -> dict:
+    """Trains `config` in `workdir` for `minutes` of wall-clock time; steps done and time taken."""
+    start = time.perf_counter()
+    with wall_clock_budget(60.0 * minutes):
+        states = trainer.train_and_evaluate(config, str(workdir))
+    return {"steps": states.step, "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def evaluate_models(
+    models: dict[str, pathlib.Path], benchmark_dirs: Sequence[pathlib.Path], scale: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Bicubic and each model file on every benchmark folder (srgan_jax.evaluate's protocol)."""
+    methods = {"bicubic": evaluate.bicubic_upscaler(scale)}
+    for name, path in models.items():
+        methods[name] = evaluate.gray_via_rgb(Upscaler.from_path(path))
+    return {
+        name: [evaluate.evaluate_folder(folder, upscaler, scale) for folder in benchmark_dirs]
+        for name, upscaler in methods.items()
+    }
+
+
+def describe_device() -> str:
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{jax.device_count()} x {device.device_kind}"
+
+
+def results_markdown(runs: dict[str, dict], table: str, config: ml_collections.ConfigDict) -> str:
+    lines = [
+        f"Budget training on {describe_device()}, jax {jax.__version__}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"Data: {' + '.join(TRAIN_SETS)} ({FLAGS.data_dir}/train), batch {config.batch_size} of "
+        f"{config.crop_size}x{config.crop_size} HR crops, dtype {config.dtype}, generator "
+        f"{config.model.num_blocks} blocks x {config.model.channels} channels, "
+        f"x{config.model.scale}.",
+        "",
+    ]
+    for name, run in runs.items():
+        lines.append(
+            f"- {name}: {run['steps']} steps in {run['wall_s']:.0f} s (budget "
+            f"{run['budget_minutes']:g} min, compilation included), lr {run['learning_rate']:g}"
+        )
+    lines += ["", "Y-channel PSNR (dB) / SSIM, 4-pixel border:", "", table, ""]
+    return "\n".join(lines)
+
+
+def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathlib.Path) -> dict:
+    """Both budgeted phases, exports and the evaluation; returns what results.json holds."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    phases = [("srresnet_mse", "pretrain", FLAGS.pretrain_minutes)]
+    if FLAGS.gan_minutes > 0:
+        phases.append(("srgan_mse", "gan", FLAGS.gan_minutes))
+    runs, models = {}, {}
+    for name, phase, minutes in phases:
+        train_dir = workdir / ("srresnet" if phase == "pretrain" else "srgan")
+        config = phase_config(base, data_dir, phase, init_from=str(workdir / "srresnet"))
+        runs[name] = {
+            **train_for(config, train_dir, minutes),
+            "budget_minutes": minutes,
+            "learning_rate": config[phase].learning_rate,
+        }
+        models[name] = workdir / f"{name}.msgpack"
+        variables = export.checkpoint_variables(str(train_dir))
+        export.save_model(models[name], variables, export.ModelConfig.from_variables(variables))
+        logging.info("%s: %s, exported to %s", name, runs[name], models[name])
+    benchmark_dirs = [data_dir / "benchmarks" / name for name in FLAGS.benchmarks]
+    results = evaluate_models(models, benchmark_dirs, base.model.scale)
+    table = evaluate.markdown_table(results)
+    (workdir / "results.md").write_text(results_markdown(runs, table, base))
+    summary = {
+        "device": describe_device(),
+        "jax": jax.__version__,
+        "runs": runs,
+        "results": {
+            name: [{k: r[k] for k in ("dataset", "num_images", "psnr", "ssim")} for r in rows]
+            for name, rows in results.items()
+        },
+    }
+    (workdir / "results.json").write_text(json.dumps(summary, indent=2))
+    print(table)
+    return summary
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_logger().addFilter(_QuietOrbax())
+    data_dir = pathlib.Path(FLAGS.data_dir)
+    needed = [f"train/{s}" for s in TRAIN_SETS]
+    needed += [f"benchmarks/{s}" for s in {*FLAGS.benchmarks, FLAGS.validation_set}]
+    for name in needed:
+        if not (data_dir / name).is_dir():
+            raise app.UsageError(f"--data_dir {data_dir}: no folder {name}")
+    run(pathlib.Path(FLAGS.workdir), FLAGS.config, data_dir)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -32,7 +32,10 @@ from srgan_jax.inference import Samples, Upscaler, upscale_float
 IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
-MAX_BATCH = 8  # same-size images per model call (the Upscaler splits further by memory budget)
+# Same-size images per model call (the Upscaler splits further by its device memory budget);
+# the pixel cap bounds the host memory of a batch (float32 SR images are 48 bytes per LR pixel).
+MAX_BATCH = 8
+MAX_BATCH_PIXELS = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +161,8 @@ class Progress:
 
 
 def _batches(jobs: list[Job], progress: Progress) -> Iterator[list[tuple[Job, image_io.ImageData]]]:
-    """Runs of up to MAX_BATCH consecutive readable images with the same shape and sample type."""
+    """Runs of consecutive readable images with the same shape and sample type, of at most
+    MAX_BATCH images and MAX_BATCH_PIXELS pixels (large images go one by one)."""
     batch: list[tuple[Job, image_io.ImageData]] = []
     for job in jobs:
         try:
@@ -167,14 +171,19 @@ def _batches(jobs: list[Job], progress: Progress) -> Iterator[list[tuple[Job, im
             progress.message(f"error: {error}")
             progress.advance()
             continue
-        key = (data.pixels.shape, data.pixels.dtype)
-        if batch and (len(batch) == MAX_BATCH or key != (batch[0][1].pixels.shape,
-                                                         batch[0][1].pixels.dtype)):
+        if batch and not _fits(batch, data):
             yield batch
             batch = []
         batch.append((job, data))
     if batch:
         yield batch
+
+
+def _fits(batch: list[tuple[Job, image_io.ImageData]], data: image_io.ImageData) -> bool:
+    first = batch[0][1].pixels
+    same_kind = (first.shape, first.dtype) == (data.pixels.shape, data.pixels.dtype)
+    pixels = (len(batch) + 1) * first.shape[0] * first.shape[1]
+    return same_kind and len(batch) < MAX_BATCH and pixels <= MAX_BATCH_PIXELS
 
 
 def default_model() -> pathlib.Path:
@@ -223,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"srgan-jax upscale: {error}", file=sys.stderr)
         return 1
     overlap = upscaler.receptive_field if args.tile_overlap is None else args.tile_overlap
-    if args.tile is not None and args.tile <= 2 * overlap:
-        parser.error(f"--tile {args.tile} must be larger than twice the tile overlap ({overlap})")
     if overlap < 0:
         parser.error("--tile-overlap must be >= 0")
+    if args.tile is not None and args.tile <= 2 * overlap:
+        parser.error(f"--tile {args.tile} must be larger than twice the tile overlap ({overlap})")
     suffix = f"_x{upscaler.scale}" if args.suffix is None else args.suffix
     jobs, errors = plan_jobs(args.inputs, args.output, suffix=suffix, ext=args.ext,
                              overwrite=args.overwrite)

@@ -217,11 +217,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jsonl", help="also append every row to this JSON-lines file")
     parser.add_argument("--peer-jsonl", help="the PyTorch peer's JSON lines, for the ratio table")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny model, 32x32 crops, batch 4, VGG22, 2 timed steps")
+                        help="CI smoke run: tiny model, 32x32, batch 4, bf16, VGG22, 2 steps")
     args = parser.parse_args(argv)
     if args.quick:
         args.num_blocks, args.channels, args.crop_size = 2, 16, 32
-        args.batch_sizes, args.warmup, args.iters = "4", 1, 2
+        args.batch_sizes, args.dtypes, args.warmup, args.iters = "4", "bfloat16", 1, 2
         args.content_loss = "vgg22"
     if args.iters < 1 or args.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")

@@ -1,0 +1,122 @@
+"""The benchmark scripts run (tiny sizes, CPU: a smoke test, not a timing) and count FLOPs right.
+
+`srgan_jax.flops` is checked against the PyTorch peer's own counter (`../shared/peer/flops.py`,
+an independent implementation) where that file is present, and against the numbers the peer
+documents (691.7 / 122.4 GFLOP per step at batch 16, 277 GFLOP per output megapixel).
+"""
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from srgan_jax import flops
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "experiments" / "benchmarks"
+PEER_FLOPS = REPO.parent / "shared" / "peer" / "flops.py"
+TIMEOUT = 600
+
+
+def _load(path: pathlib.Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_paper_model_flops_are_the_documented_ones():
+    assert flops.gan_step_flops(16) / 1e9 == pytest.approx(691.7, abs=0.05)
+    assert flops.pretrain_step_flops(16) / 1e9 == pytest.approx(122.4, abs=0.05)
+    assert flops.inference_flops_per_output_pixel() * 1e6 / 1e9 == pytest.approx(277.27, abs=0.01)
+
+
+@pytest.mark.parametrize("batch, hr", [(16, 96), (64, 96), (3, 128)])
+def test_flops_match_the_peer_counter(batch, hr):
+    if not PEER_FLOPS.is_file():
+        pytest.skip(f"peer counter not found at {PEER_FLOPS}")
+    peer = _load(PEER_FLOPS, "peer_flops").step_flops(batch, hr)
+    assert flops.gan_step_flops(batch, hr) == sum(peer["srgan"].values())
+    assert flops.pretrain_step_flops(batch, hr) == sum(peer["srresnet"].values())
+
+
+def test_flops_by_hand_for_a_tiny_generator():
+    # 1 block, 2 channels, x2 on a 4x4 LR input: every layer's MACs written out.
+    head = 4 * 4 * 2 * 3 * 81
+    body = 3 * (4 * 4 * 2 * 2 * 9)  # two block convs and the post-body conv
+    up = 4 * 4 * 8 * 2 * 9
+    tail = 8 * 8 * 3 * 2 * 81
+    forward = 2 * (head + body + up + tail)
+    backward = 2 * (head + 2 * (body + up + tail))  # no input gradient for the first layer
+    got = flops.pretrain_step_flops(5, 8, num_blocks=1, channels=2, scale=2)
+    assert got == 5 * (forward + backward)
+
+
+@pytest.mark.parametrize("kind, dtype, peak", [
+    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
+    ("NVIDIA H100 PCIe", "bfloat16", 756e12),
+    ("NVIDIA H200", "float32", 494.5e12),
+    ("TPU v5 lite", "bfloat16", 197e12),
+    ("TPU v5p", "bfloat16", 459e12),
+    ("cpu", "float32", None),
+])
+def test_device_peaks(kind, dtype, peak):
+    assert flops.device_peak(kind, dtype) == peak
+
+
+def test_train_step_benchmark_quick(tmp_path):
+    jsonl = tmp_path / "rows.jsonl"
+    out = _run("train_step.py", "--quick", "--jsonl", str(jsonl))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [(r["step"], r["dtype"]) for r in rows] == [
+        ("pretrain", "bfloat16"), ("gan", "bfloat16")
+    ]
+    for r in rows:
+        assert r["recompiles"] == 0, r
+        assert r["ms_per_step"] > 0 and r["images_per_s"] == pytest.approx(
+            r["batch"] * 1e3 / r["ms_per_step"], rel=1e-2)
+        assert r["peak_fraction"] is None  # a CPU has no entry in the peak table
+        assert r["content_loss"] > 0
+    expected = flops.gan_step_flops(4, 32, num_blocks=2, channels=16, vgg_layer="phi_2_2")
+    assert rows[-1]["gflop_per_step"] == round(expected / 1e9, 2)
+    assert "| gan | 4 | bfloat16 |" in out
+
+
+def test_peer_ratio_table():
+    bench = _load(BENCHMARKS / "train_step.py", "train_step_benchmark")
+    ours = [{"step": "gan", "batch": 16, "dtype": "bfloat16", "ms_per_step": 4.0}]
+    settings = {"batch": 16, "amp": "bf16", "torch": "2.x", "compile": True,
+                "compile_mode": "reduce-overhead", "channels_last": True}
+    peer = [
+        {"mode": "srgan", "median_step_s": 0.008, "settings": settings},
+        {"mode": "srgan", "median_step_s": 0.020, "settings": {**settings, "compile": False}},
+        {"mode": "srgan", "median_step_s": 0.001, "settings": {**settings, "amp": "none"}},
+        {"mode": "srresnet", "median_step_s": 0.001, "settings": settings},
+        {"mode": "srgan", "error": "RuntimeError", "settings": settings},
+    ]
+    table = bench.peer_ratios(ours, peer)
+    row = table.splitlines()[-1]
+    assert "| 8.000 |" in row and "compile reduce-overhead, channels-last" in row
+    assert row.endswith("| 2.00x |")
+
+
+def test_input_pipeline_benchmark_runs():
+    out = _run("input_pipeline.py", "--steps", "3", "--batch-size", "4", "--num-workers", "1")
+    assert "synchronous" in out and "crops/s" in out
+
+
+def test_inference_benchmark_runs():
+    out = _run("inference.py", "--quick", "--sizes", "64x64", "--dtypes", "float32",
+               "--modes", "tiled")
+    assert "| 64x64 | float32 | tiled |" in out

@@ -80,7 +80,7 @@ def check_compatible(
 
 def _abstract(tree: PyTree) -> PyTree:
     """Shape/dtype targets, so orbax restores host numpy arrays whatever the target's placement."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -170,7 +170,7 @@ class Checkpointer:
     def restore(
         self, step: int, generator: PyTree, discriminator: PyTree | None
     ) -> TrainingCheckpoint:
-        """Restores `step` into the structure of the given (template) states, as host arrays.
+        """Restores `step` into the structure of the given template states (arrays or shapes).
 
         Checks the checkpoint's config against ours first, so a different model is a clear error
         rather than an orbax shape mismatch.
@@ -236,8 +236,7 @@ def load_generator_variables(
     `config` the checkpoint's architecture is checked against it first.
     """
     directory, step = _resolve_step_dir(path)
-    options = ocp.CheckpointManagerOptions(read_only=True)
-    with ocp.CheckpointManager(directory, options=options) as m:
+    with ocp.CheckpointManager(directory) as m:
         if config is not None:
             saved = m.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
             where = os.path.join(directory, str(step))

@@ -197,6 +197,13 @@ def _create_states(
     return generator, train_state_lib.create_discriminator_state(config, d_rng, bn_axis_name)
 
 
+def abstract_states(
+    config: ml_collections.ConfigDict, phase: str, bn_axis_name: str | None = None
+) -> tuple[train_state_lib.TrainState, train_state_lib.TrainState | None]:
+    """Shapes and structure of `phase`'s states, without initialising them: restore targets."""
+    return jax.eval_shape(lambda: _create_states(config, phase, jax.random.key(0), bn_axis_name))
+
+
 def _enter_phase(
     config: ml_collections.ConfigDict,
     phase: str,
@@ -278,7 +285,7 @@ class _Run:
         if step is None:
             return HostStates(0, None, None, None), rng
         phase = self.checkpointer.read_meta(step)["phase"]
-        templates = _create_states(self.config, phase, rng, self.parallel.bn_axis_name)
+        templates = abstract_states(self.config, phase, self.parallel.bn_axis_name)
         restored = self.checkpointer.restore(step, *templates)
         self.train_iter.set_state(restored.data_state)
         logging.info(

@@ -201,6 +201,12 @@ def peer_ratios(rows: list[dict[str, Any]], peer_rows: list[dict[str, Any]]) -> 
     return "\n".join(lines)
 
 
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (other lines, e.g. log output, are skipped)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.startswith("{")]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", default="pretrain,gan", help="pretrain,gan (comma list)")
@@ -216,6 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=20, help="timed steps")
     parser.add_argument("--jsonl", help="also append every row to this JSON-lines file")
     parser.add_argument("--peer-jsonl", help="the PyTorch peer's JSON lines, for the ratio table")
+    parser.add_argument("--rows-from", metavar="JSONL",
+                        help="measure nothing: tabulate the rows of an earlier --jsonl file")
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke run: tiny model, 32x32, batch 4, bf16, VGG22, 2 steps")
     args = parser.parse_args(argv)
@@ -230,8 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    rows = []
-    for step in args.steps.split(","):
+    rows = _read_jsonl(args.rows_from) if args.rows_from else []
+    for step in args.steps.split(",") if not args.rows_from else ():
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
             for dtype in args.dtypes.split(","):
                 row = measure(args, step, batch_size, dtype)
@@ -240,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                     with open(args.jsonl, "a") as f:
                         f.write(json.dumps(row) + "\n")
                 rows.append(row)
+    if not rows:
+        raise SystemExit(f"no rows in {args.rows_from}")
     print(f"\n{jax.devices()[0].device_kind}, jax {jax.__version__}, "
           f"{rows[0]['model']}, {rows[0]['crop']}x{rows[0]['crop']} HR crops\n")
     print(markdown(rows))
     if args.peer_jsonl:
-        with open(args.peer_jsonl) as f:
-            peer_rows = [json.loads(line) for line in f if line.startswith("{")]
-        print("\n" + peer_ratios(rows, peer_rows))
+        print("\n" + peer_ratios(rows, _read_jsonl(args.peer_jsonl)))
     return 0
 
 

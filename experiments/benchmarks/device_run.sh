@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The prepared GPU session of issue 6: the train-step benchmark matrix next to the PyTorch peer,
+# then a wall-clock-budget SRResNet training evaluated on Set5/Set14/BSD100. Results go to $OUT.
+#
+# The device machine has jax, flax, optax, orbax-checkpoint, numpy, pillow, absl-py, tensorboard,
+# h5py and torch, but no ml-collections and no network. Prepare, once, here in the repository root
+# (.device/ is git-ignored; everything in it travels with `carry`, 64 MiB in all, ~60 MiB used):
+#
+#   mkdir -p .device/wheels .device/data .device/peer
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp -d .device/wheels ml-collections
+#   cp -r ../shared/data/train ../shared/data/benchmarks .device/data/
+#   cp ../shared/peer/torch_srgan_ref.py .device/peer/
+#
+# A command may run 10 minutes and the session has 15 minutes of device time (the machine's start,
+# 1-2 minutes, included), so everything is one call; the training gets whatever time the benchmarks
+# leave of TOTAL_SECONDS (each benchmark piece has its own cap, so at least ~4 minutes remain):
+#
+#   run(command="bash experiments/benchmarks/device_run.sh", carry=[".device"], timeout_s=600)
+#
+# `bench` or `train` as the argument runs one half (train then uses TRAIN_MINUTES). Environment:
+#   TOTAL_SECONDS   the whole run's target length for `all` (default 560)
+#   TRAIN_MINUTES   SRResNet training budget of `train`, compilation included (default 6.5)
+#   TRAIN_DTYPE     compute dtype of the budget training (default bfloat16)
+#   QUICK=1         tiny sizes everywhere: proves the script on a CPU in a few minutes
+#   PYTHON          interpreter with jax (default python3; on the GPU machine it also has torch)
+#   PEER_PYTHON     interpreter with torch for the peer (default $PYTHON; skipped without torch)
+set -uo pipefail
+
+MODE=${1:-all}
+case "$MODE" in bench|train|all) ;; *) echo "usage: $0 [bench|train|all]" >&2; exit 2 ;; esac
+: "${OUT:?set OUT to the folder for results}"
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$REPO"
+PYTHON=${PYTHON:-python3}
+PEER_PYTHON=${PEER_PYTHON:-$PYTHON}
+QUICK=${QUICK:-0}
+TOTAL_SECONDS=${TOTAL_SECONDS:-560}
+TRAIN_MINUTES=${TRAIN_MINUTES:-6.5}
+TRAIN_DTYPE=${TRAIN_DTYPE:-bfloat16}
+DATA=${DATA:-.device/data}
+PEER=${PEER:-.device/peer/torch_srgan_ref.py}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$OUT"
+
+log() { echo "[device_run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/device_run.log"; }
+
+install_wheels() {
+  if "$PYTHON" -c "import ml_collections" 2>/dev/null; then return; fi
+  ls .device/wheels/*.whl >/dev/null 2>&1 || { log "no ml_collections and no .device/wheels"; exit 1; }
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .device/wheels/*.whl || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+}
+
+bench() {
+  local jax_args=(--iters 50 --warmup 5) peer_args=(--steps 20 --warmup 5) batches=16,64
+  if [[ $QUICK == 1 ]]; then
+    jax_args=(--quick); peer_args=(--steps 2 --warmup 1 --hr-size 32); batches=4
+  fi
+  log "devices: $("$PYTHON" -c 'import jax; print(jax.devices())')"
+  command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$OUT/device_run.log"
+  # bfloat16 first, the configuration that matters on accelerators; float32 at batch 16 only.
+  log "JAX train steps, bfloat16, batch $batches"
+  timeout 130 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
+    --dtypes bfloat16 --batch-sizes "$batches" --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
+  if [[ $QUICK != 1 ]]; then
+    log "JAX train steps, float32, batch 16"
+    timeout 50 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
+      --dtypes float32 --batch-sizes 16 --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
+  fi
+  if "$PEER_PYTHON" -c "import torch" 2>/dev/null && [[ -f $PEER ]]; then
+    local device mode=default
+    device=$("$PEER_PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
+    [[ $device == cuda ]] && mode=reduce-overhead  # CUDA graphs: the peer's best on the H100
+    log "PyTorch peer on $device: eager, channels-last, bf16 and fp32"
+    timeout 50 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet --batch "$batches" \
+      --amp bf16,none --channels-last "${peer_args[@]}" >>"$OUT/peer.jsonl" 2>>"$OUT/device_run.log"
+    log "PyTorch peer: torch.compile $mode, bf16, channels-last, batch ${batches%%,*}"
+    timeout 100 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet \
+      --batch "${batches%%,*}" --amp bf16 --channels-last --compile --compile-mode "$mode" \
+      "${peer_args[@]}" >>"$OUT/peer.jsonl" 2>>"$OUT/device_run.log"
+  else
+    log "no torch (or no $PEER): peer skipped"
+  fi
+  local peer=()
+  [[ -s $OUT/peer.jsonl ]] && peer=(--peer-jsonl "$OUT/peer.jsonl")
+  "$PYTHON" experiments/benchmarks/train_step.py --rows-from "$OUT/jax.jsonl" "${peer[@]}" \
+    | tee "$OUT/bench.md"
+}
+
+train() {
+  local config=srgan_jax/configs/srresnet_mse.py minutes=$TRAIN_MINUTES workers=12
+  local extra=(--config.dtype="$TRAIN_DTYPE") benchmarks=Set5,Set14,BSD100
+  if [[ $QUICK == 1 ]]; then
+    config=srgan_jax/configs/test.py; minutes=0.3; workers=1; benchmarks=Set5
+  fi
+  log "budget training: $minutes min of SRResNet-MSE ($config, $TRAIN_DTYPE)"
+  local workdir=/tmp/srgan_budget
+  rm -rf "$workdir"
+  "$PYTHON" experiments/budget_training.py --workdir "$workdir" --config "$config" \
+    --data_dir "$DATA" --pretrain_minutes "$minutes" --benchmarks "$benchmarks" \
+    --config.data.num_workers="$workers" --config.data.prefetch=4 --config.log_every=500 \
+    --config.eval_every=1000000000 --config.sample_every=1000000000 \
+    --config.checkpoint_every=1000000000 "${extra[@]}" 2>&1 | tee "$OUT/train.log"
+  cp "$workdir"/results.md "$workdir"/results.json "$workdir"/srresnet_mse.msgpack "$OUT/" \
+    || log "budget training wrote no results"
+}
+
+install_wheels
+[[ $MODE == bench || $MODE == all ]] && bench
+if [[ $MODE == all && $QUICK != 1 ]]; then
+  # What is left of TOTAL_SECONDS, less ~80 s for start-up, evaluation and export.
+  TRAIN_MINUTES=$(awk -v left=$((TOTAL_SECONDS - SECONDS - 80)) 'BEGIN { print (left > 60 ? left : 60) / 60 }')
+fi
+[[ $MODE == train || $MODE == all ]] && train
+log "done ($MODE)"

@@ -211,26 +211,30 @@ def _enter_phase(
     previous_generator: train_state_lib.TrainState | None,
     bn_axis_name: str | None,
 ) -> tuple[train_state_lib.TrainState, train_state_lib.TrainState | None]:
-    """States at the start of `phase`: new optimizers, and for the GAN phase a trained G.
-
-    The GAN generator starts from `config.gan.init_from` if set, else from this run's pre-trained
-    generator if there is one (the paper initialises SRGAN with SRResNet-MSE), else from scratch.
-    """
+    """States at the start of `phase`: new optimizers, and for the GAN phase a trained G."""
     generator, discriminator = _create_states(config, phase, rng, bn_axis_name)
-    if phase == "pretrain":
-        return generator, discriminator
+    if phase == "gan":
+        variables = gan_generator_variables(config, previous_generator)
+        if variables is not None:
+            generator = generator.replace(**variables)
+    return generator, discriminator
+
+
+def gan_generator_variables(
+    config: ml_collections.ConfigDict, previous_generator: train_state_lib.TrainState | None
+) -> dict[str, Any] | None:
+    """`{'params', 'batch_stats'}` the GAN phase's generator starts from (None: from scratch).
+
+    That is `config.gan.init_from`'s checkpoint if set, else this run's pre-trained generator if
+    there is one: the paper initialises SRGAN with the trained SRResNet-MSE.
+    """
     if config.gan.init_from:
         logging.info("GAN phase: generator initialised from %s", config.gan.init_from)
-        variables = checkpoints.load_generator_variables(config.gan.init_from, config)
-    elif previous_generator is not None:
-        variables = {
-            "params": previous_generator.params,
-            "batch_stats": previous_generator.batch_stats,
-        }
-    else:
-        logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
-        return generator, discriminator
-    return generator.replace(**variables), discriminator
+        return checkpoints.load_generator_variables(config.gan.init_from, config)
+    if previous_generator is not None:
+        return {"params": previous_generator.params, "batch_stats": previous_generator.batch_stats}
+    logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
+    return None
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:

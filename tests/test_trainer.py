@@ -121,6 +121,7 @@ def test_two_phase_run_learns_and_writes_outputs(reference_run):
     # Logged at the first step of each phase, every log_every steps and at checkpoints.
     assert sorted(pixel_loss) == [1, 10, 20, 30, 40, 50, 60, 61, 64]
     assert pixel_loss[FINAL_STEP] < 0.5 * pixel_loss[1]
+    assert pixel_loss[61] < 0.5 * pixel_loss[1]  # the GAN phase starts from the trained SRResNet
     assert sorted(val_psnr) == [20, 40, 60, FINAL_STEP]
     assert val_psnr[FINAL_STEP] > val_psnr[20] + 1.0
     d_real, d_fake = _scalars(events, "d_real"), _scalars(events, "d_fake")
@@ -196,16 +197,15 @@ def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
     config = test_config.get_config()
     config.pretrain.steps = 0
     config.gan.init_from = reference_run
-    generator, discriminator = trainer._enter_phase(config, "gan", jax.random.key(1), None, None)
-    expected = checkpoints.load_generator_variables(reference_run)
-    for x, y in zip(
-        jax.tree.leaves((generator.params, generator.batch_stats)),
-        jax.tree.leaves((expected["params"], expected["batch_stats"])),
-        strict=True,
-    ):
+    variables = trainer.gan_generator_variables(config, previous_generator=None)
+    final = _final_states(reference_run).generator
+    expected = {"params": final.params, "batch_stats": final.batch_stats}
+    for x, y in zip(jax.tree.leaves(variables), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert int(generator.step) == 0 and discriminator is not None  # fresh optimizers
 
+    config.model.channels = 16
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="model.channels=8"):
+        trainer.gan_generator_variables(config, previous_generator=None)
     config.pretrain.steps = 10
     with pytest.raises(ValueError, match="config.pretrain.steps=0"):
         trainer.train_and_evaluate(config, "unused")

@@ -237,6 +237,13 @@ def gan_generator_variables(
     return None
 
 
+def _require_vgg_weights(config: ml_collections.ConfigDict) -> None:
+    """Finds (or downloads) the VGG19 weights now if a phase needs them, not days into a run."""
+    needed = any(config[p].steps and train.vgg_layer(config[p].content_loss) for p in PHASES)
+    if needed and not config.vgg.random_weights:
+        vgg.resolve_vgg19_weights(config.vgg.weights_path, download=config.vgg.download)
+
+
 def _validate(config: ml_collections.ConfigDict) -> None:
     if config.gan.init_from and config.pretrain.steps:
         raise ValueError(
@@ -458,6 +465,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> HostS
     Multi-host runs call `parallel.maybe_initialize_distributed(config)` first (main.py does).
     """
     _validate(config)
+    _require_vgg_weights(config)
     os.makedirs(workdir, exist_ok=True)
     run = _Run(config, workdir)
     try:

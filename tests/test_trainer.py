@@ -22,7 +22,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
 
-from srgan_jax import checkpoints, trainer
+from srgan_jax import checkpoints, trainer, vgg
 from srgan_jax.configs import test as test_config
 
 CONFIG_FILE = test_config.__file__
@@ -228,6 +228,15 @@ def test_non_finite_loss_stops_before_saving(tmp_path):
         restored = ckpt.restore(steps[-1], generator, None)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.generator))
     assert steps[-1] == bad_step - 1  # every good step was saved, the bad one not
+
+
+def test_missing_vgg_weights_fail_before_training(tmp_path):
+    config = test_config.get_config()
+    config.gan.content_loss = "vgg54"
+    config.vgg.weights_path = str(tmp_path / "missing.h5")
+    with pytest.raises(vgg.VGGWeightsNotFoundError, match="missing.h5"):
+        trainer.train_and_evaluate(config, str(tmp_path / "workdir"))
+    assert not os.path.exists(tmp_path / "workdir")
 
 
 def test_phase_spans():

@@ -1,12 +1,13 @@
 """Training checkpoints: orbax, under `<workdir>/checkpoints`, resumable at any saved step.
 
-One checkpoint step holds five items:
+One checkpoint step holds these items:
   generator      the generator `TrainState` (params, batch_stats, optimizer state)
   discriminator  the discriminator `TrainState`, during the GAN phase only (SRResNet runs never
                  build the 23M-parameter discriminator)
   meta           {'step', 'phase', 'rng'}: the global step, 'pretrain' or 'gan', the base PRNG key
   data           the training input iterator's position, for exact resume
   config         the run's config, so a restart with a different model gets a clear error
+  metrics        (written by orbax) the validation PSNR/SSIM, when the step was evaluated
 
 Saves are asynchronous (the arrays are on the host, so training goes on while files are written)
 and atomic: orbax writes into a temporary directory and renames it when complete, so a process

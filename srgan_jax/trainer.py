@@ -383,8 +383,10 @@ class _Run:
         discriminator = (
             None if states.discriminator is None else par.put_state(states.discriminator)
         )
+        step = first_step = states.step
 
         def host_states() -> HostStates:
+            """Host copies of the current (device) states."""
             return HostStates(
                 step,
                 span.name,
@@ -392,7 +394,6 @@ class _Run:
                 None if discriminator is None else par.get_state(discriminator),
             )
 
-        step, first_step = states.step, states.step
         logging.info("phase %s: steps %d..%d", span.name, step, span.end)
         timer = _Throughput(span.end)
         while step < span.end:

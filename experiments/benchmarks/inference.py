@@ -1,6 +1,7 @@
 """Inference throughput and peak memory of `srgan_jax.upscale`, on whatever device JAX finds.
 
-For each LR size x compute dtype x mode it reports output megapixels per second and peak memory:
+For each LR size x compute dtype x mode it reports output megapixels per second (and the FLOP
+rate that means, counting only output pixels, not the recomputed tile overlaps) and peak memory:
 
   untiled  the whole image in one forward pass (skipped when XLA's memory analysis says it needs
            more than the memory budget, e.g. 2000x1500 at full size on a 24 GiB CPU host)
@@ -36,6 +37,7 @@ def measure(args: argparse.Namespace) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from srgan_jax.flops import inference_flops_per_output_pixel
     from srgan_jax.inference import Upscaler, upscale
     from srgan_jax.models import Generator
 
@@ -60,10 +62,13 @@ def measure(args: argparse.Namespace) -> dict:
             break
     assert sr.shape == (4 * height, 4 * width, 3)
     seconds = min(times[1:] or times)
+    mp_per_s = 16 * height * width / seconds / 1e6
+    flops_per_mp = 1e6 * inference_flops_per_output_pixel(args.num_blocks, args.channels, 4)
     result.update(
         seconds=seconds,
         includes_compile=len(times) == 1,
-        mp_per_s=16 * height * width / seconds / 1e6,
+        mp_per_s=mp_per_s,
+        gflop_per_s=mp_per_s * flops_per_mp / 1e9,
         peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         tile=tile if tile is not None else upscaler.max_tile(),
     )
@@ -86,13 +91,14 @@ def row(args: argparse.Namespace, size: str, dtype: str, mode: str) -> dict:
 
 def format_row(size: str, dtype: str, mode: str, r: dict) -> str:
     if "skipped" in r:
-        return f"| {size} | {dtype} | {mode} | - | - | - | - | {r['skipped']} |"
+        return f"| {size} | {dtype} | {mode} | - | - | - | - | - | {r['skipped']} |"
     notes = ["first call, incl. compile"] if r["includes_compile"] else []
     if r["tile"] >= max(int(v) for v in size.split("x")):
         notes.append("one tile: the whole image")
     note = "; ".join(notes)
     device_peak = f"{r['device_peak_gib']:.2f}" if "device_peak_gib" in r else "-"
-    return (f"| {size} | {dtype} | {mode} | {r['tile']} | {r['mp_per_s']:.3f} | {r['seconds']:.2f} "
+    return (f"| {size} | {dtype} | {mode} | {r['tile']} | {r['mp_per_s']:.3f} "
+            f"| {r['gflop_per_s']:.0f} | {r['seconds']:.2f} "
             f"| {r['peak_rss_gib']:.2f} / {device_peak} | {note} |")
 
 
@@ -112,9 +118,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dtype", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.sizes, args.tile, args.repeats, args.num_blocks, args.channels = (
-            "64x64,96x128", 48, 1, 2, 16)
+    if args.quick:  # new defaults; options given explicitly still win
+        parser.set_defaults(sizes="64x64,96x128", tile=48, repeats=1, num_blocks=2, channels=16)
+        args = parser.parse_args(argv)
     return args
 
 
@@ -125,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"model: {args.num_blocks} blocks, {args.channels} channels, x4; tiled: --tile "
           f"{args.tile}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print("| LR size | dtype | mode | tile | output MP/s | seconds | peak RSS / device GiB "
-          "| note |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| LR size | dtype | mode | tile | output MP/s | useful GFLOP/s | seconds "
+          "| peak RSS / device GiB | note |")
+    print("|---|---|---|---|---|---|---|---|---|")
     device = None
     for size in args.sizes.split(","):
         for dtype in args.dtypes.split(","):

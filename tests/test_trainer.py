@@ -7,6 +7,7 @@ they share a JAX compilation cache, so only the first one pays for compiling. Th
 """
 
 import glob
+import io
 import os
 import pathlib
 import re
@@ -22,7 +23,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
 
-from srgan_jax import checkpoints, trainer, vgg
+from srgan_jax import checkpoints, demo_data, trainer, vgg
 from srgan_jax.configs import test as test_config
 
 CONFIG_FILE = test_config.__file__
@@ -129,14 +130,20 @@ def test_two_phase_run_learns_and_writes_outputs(reference_run):
     assert all(0.0 < v < 1.0 for v in [*d_real.values(), *d_fake.values()])
     assert _scalars(events, "steps_per_sec")[FINAL_STEP] > 0
 
-    images = [v for e in events for v in e.summary.value if v.HasField("image")]
-    assert {v.tag for v in images} == {"samples/0"}
     samples = sorted(glob.glob(os.path.join(reference_run, "samples", "*.png")))
     assert [os.path.basename(p) for p in samples] == [
         f"step{s:08d}_0.png" for s in (30, 60, FINAL_STEP)
     ]
     strip = np.asarray(Image.open(samples[-1]))
     assert strip.shape == (128, 3 * 128, 3)  # LR bicubic | SR | HR of a 128x128 demo image
+    hr = demo_data.demo_images("validation")[0]
+    assert np.abs(strip[:, 256:].astype(int) - hr).max() <= 1
+    images = {
+        (e.step, v.tag): v.image for e in events for v in e.summary.value if v.HasField("image")
+    }
+    assert sorted(images) == [(30, "samples/0"), (60, "samples/0"), (FINAL_STEP, "samples/0")]
+    logged = Image.open(io.BytesIO(images[FINAL_STEP, "samples/0"].encoded_image_string))
+    np.testing.assert_array_equal(np.asarray(logged), strip)
 
     best = max(val_psnr, key=val_psnr.get)
     with checkpoints.Checkpointer(reference_run, CONFIG) as ckpt:

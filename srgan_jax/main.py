@@ -40,10 +40,13 @@ class _OrbaxInfoFilter(pylogging.Filter):
         )
 
 
+_ORBAX_INFO_FILTER = _OrbaxInfoFilter()  # one instance: adding it again is a no-op
+
+
 def _train(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_logger().addFilter(_OrbaxInfoFilter())
+    logging.get_absl_logger().addFilter(_ORBAX_INFO_FILTER)
     parallel.maybe_initialize_distributed(FLAGS.config)  # before anything touches the devices
     logging.info("JAX process %d of %d", jax.process_index(), jax.process_count())
     logging.info("JAX local devices: %r", jax.local_devices())

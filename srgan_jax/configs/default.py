@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU (params, BN, losses stay f32)
     config.parallelism = "pmap"  # 'pmap' | 'jit' (Mesh + NamedSharding) | 'none' (one device)
+    config.distributed = False  # True: jax.distributed.initialize() first (multi-host runs)
 
     config.model = ml_collections.ConfigDict()
     config.model.num_blocks = 16

@@ -127,7 +127,11 @@ class MetricsLog:
 
 
 class Evaluator:
-    """Y-channel PSNR/SSIM (float64, border = scale) of the generator on full validation images."""
+    """Y-channel PSNR/SSIM (float64, border = scale) of the generator on full validation images.
+
+    The same numbers for bicubic upscaling (`bicubic_psnr`, `bicubic_ssim`) are reported with
+    them, as the baseline a model has to beat.
+    """
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.scale = config.model.scale
@@ -135,6 +139,12 @@ class Evaluator:
         self.pairs = input_pipeline.load_validation_set(
             source, self.scale, max_images=config.num_eval_images
         )
+        self.hr = [(hr.astype(np.float64) + 1.0) / 2.0 for _, hr in self.pairs]
+        self.bicubic = [
+            np.clip(imresize(lr.astype(np.float64), scale=self.scale), 0.0, 1.0)
+            for lr, _ in self.pairs
+        ]
+        self.baseline = {f"bicubic_{k}": v for k, v in self._scores(self.bicubic).items()}
         model = models.Generator(
             num_blocks=config.model.num_blocks,
             channels=config.model.channels,
@@ -149,23 +159,22 @@ class Evaluator:
         outputs = [self._apply(variables, lr[None]) for lr, _ in self.pairs]
         return [np.clip((np.asarray(sr[0], np.float64) + 1.0) / 2.0, 0.0, 1.0) for sr in outputs]
 
+    def _scores(self, images: list[np.ndarray]) -> dict[str, float]:
+        pairs = list(zip(images, self.hr, strict=True))
+        return {
+            "psnr": float(np.mean([metrics.psnr(x, hr, border=self.scale) for x, hr in pairs])),
+            "ssim": float(np.mean([metrics.ssim(x, hr, border=self.scale) for x, hr in pairs])),
+        }
+
     def evaluate(self, sr_images: list[np.ndarray]) -> dict[str, float]:
-        psnrs, ssims = [], []
-        for sr, (_, hr) in zip(sr_images, self.pairs, strict=True):
-            hr = (hr.astype(np.float64) + 1.0) / 2.0
-            psnrs.append(metrics.psnr(sr, hr, border=self.scale))
-            ssims.append(metrics.ssim(sr, hr, border=self.scale))
-        return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+        """Mean PSNR/SSIM of `sr_images`, plus the bicubic baseline's."""
+        return {**self._scores(sr_images), **self.baseline}
 
     def samples(self, sr_images: list[np.ndarray], count: int) -> list[np.ndarray]:
         """uint8 strips LR-bicubic | SR | HR (centre crops) of the first `count` images."""
         strips = []
-        for sr, (lr, hr) in list(zip(sr_images, self.pairs, strict=True))[:count]:
-            bicubic = np.clip(imresize(lr.astype(np.float64), scale=self.scale), 0.0, 1.0)
-            hr = (hr.astype(np.float64) + 1.0) / 2.0
-            strip = np.concatenate(
-                [_centre_crop(x, SAMPLE_SIZE) for x in (bicubic, sr, hr)], axis=1
-            )
+        for images in list(zip(self.bicubic, sr_images, self.hr, strict=True))[:count]:
+            strip = np.concatenate([_centre_crop(x, SAMPLE_SIZE) for x in images], axis=1)
             strips.append(np.round(strip * 255.0).astype(np.uint8))
         return strips
 

@@ -125,6 +125,8 @@ def test_two_phase_run_learns_and_writes_outputs(reference_run):
     assert pixel_loss[61] < 0.5 * pixel_loss[1]  # the GAN phase starts from the trained SRResNet
     assert sorted(val_psnr) == [20, 40, 60, FINAL_STEP]
     assert val_psnr[FINAL_STEP] > val_psnr[20] + 1.0
+    bicubic = _scalars(events, "val/bicubic_psnr")  # the baseline, the same at every evaluation
+    assert sorted(bicubic) == sorted(val_psnr) and len(set(bicubic.values())) == 1
     d_real, d_fake = _scalars(events, "d_real"), _scalars(events, "d_fake")
     assert sorted(d_real) == sorted(d_fake) == [61, 64]
     assert all(0.0 < v < 1.0 for v in [*d_real.values(), *d_fake.values()])

@@ -1,5 +1,6 @@
 """`python -m srgan_jax.main` / `srgan-jax train`: flags, config overrides, exit statuses."""
 
+import importlib
 import json
 import pathlib
 
@@ -17,12 +18,12 @@ def test_srgan_jax_train_runs_the_config_with_overrides(tmp_path):
         f"--config={test_config.__file__}",
         "--config.pretrain.steps=2",
         "--config.gan.steps=0",
-        "--config.pretrain.content_loss=mse",
+        "--config.seed=3",
     ]
     assert cli.main(argv) == 0
     step_dir = workdir / "checkpoints" / "2"
     saved = json.loads((step_dir / "config" / "metadata").read_text())
-    assert saved["pretrain"]["steps"] == 2 and saved["gan"]["steps"] == 0
+    assert saved["pretrain"]["steps"] == 2 and saved["gan"]["steps"] == 0 and saved["seed"] == 3
     assert saved["model"]["num_blocks"] == test_config.get_config().model.num_blocks
 
 
@@ -65,8 +66,7 @@ def test_every_config_file_loads_with_the_shared_fields():
     ]
     losses = {}
     for name in names:
-        module = __import__(f"srgan_jax.configs.{name}", fromlist=["get_config"])
-        config = module.get_config()
+        config = importlib.import_module(f"srgan_jax.configs.{name}").get_config()
         assert config.crop_size % 16 == 0 and config.crop_size % config.model.scale == 0, name
         assert config.batch_size % 8 == 0, name  # runs on 8-device hosts
         losses[name] = (config.pretrain.content_loss, config.gan.steps and config.gan.content_loss)

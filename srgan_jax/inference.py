@@ -29,6 +29,9 @@ ALPHA_MODES = ("bicubic", "model")
 GRAY_WEIGHTS = np.asarray([0.299, 0.587, 0.114], np.float32)  # BT.601 luma, as PIL's "L"
 CPU_BUDGET_CAP = 4 << 30  # bytes: larger tiles barely speed up a CPU but would crowd the host
 PROBE_SIZE = 64  # LR side of the shape whose compiled memory use calibrates the budget
+# Output pixels one call may produce, whatever the budget: XLA:CPU (jax 0.10) aborts with
+# std::bad_alloc beyond about 2e7 (a 16-channel model: 1100x1100 x4 runs, 1175x1175 x4 aborts).
+MAX_OUTPUT_PIXELS = 1 << 23
 
 
 def default_memory_budget(device: jax.Device | None = None) -> int:
@@ -141,9 +144,15 @@ class Upscaler:
             return 3.0 * 4 * self.config.channels * self.scale**2
         return max(used, 1) / PROBE_SIZE**2
 
+    @property
+    def max_pixels(self) -> int:
+        """The most LR pixels one call may take: the memory budget's, and `MAX_OUTPUT_PIXELS`."""
+        by_budget = self.memory_budget / self.bytes_per_pixel
+        return max(int(min(by_budget, MAX_OUTPUT_PIXELS / self.scale**2)), 1)
+
     def max_tile(self) -> int:
-        """The largest square LR tile side whose forward pass fits the memory budget."""
-        return max(int(math.sqrt(self.memory_budget / self.bytes_per_pixel)), 1)
+        """The largest square LR tile side one call may take (see `max_pixels`)."""
+        return max(math.isqrt(self.max_pixels), 1)
 
     def __call__(
         self, lr: Any, *, tile: int | None = None, tile_overlap: int | None = None
@@ -151,8 +160,9 @@ class Upscaler:
         """Upscales float RGB in [0, 1], (H, W, 3) or a same-size batch (N, H, W, 3).
 
         Args:
-          tile: LR tile side. None: whole images (as many per call as fit the memory budget),
-            tiling only images that do not fit, with tiles of `max_tile()`.
+          tile: LR tile side. None: whole images (as many per call as `max_pixels` allows),
+            tiling only images that do not fit, with tiles of at most `max_tile()`. An explicit
+            tile is taken as given, even beyond the memory budget.
           tile_overlap: LR pixels of context kept around each tile (default, and the smallest
             value for which tiling changes nothing: `receptive_field`).
 
@@ -172,7 +182,7 @@ class Upscaler:
             raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
         if tile is not None and tile < 1:
             raise ValueError(f"tile must be a positive number of LR pixels, got {tile}")
-        per_call = int(self.memory_budget // (self.bytes_per_pixel * height * width))
+        per_call = self.max_pixels // (height * width)
         out = np.empty((n, height * self.scale, width * self.scale, 3), np.float32)
         if tile is None and per_call >= 1:
             chunks = [(i, self._run(batch[i : i + per_call])) for i in range(0, n, per_call)]

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import srgan_jax
+from srgan_jax import inference
 from srgan_jax.export import ModelConfig, random_variables, save_model
 from srgan_jax.imresize import imresize
 from srgan_jax.inference import Upscaler, upscale
@@ -59,6 +60,13 @@ def test_automatic_tiling_under_a_small_memory_budget(variables, upscaler):
     assert 2 * small.receptive_field < small.max_tile() < 48
     image = rgb01(70, 60, seed=1)
     np.testing.assert_allclose(small(image), upscaler(image), atol=1e-4)
+
+
+def test_calls_are_capped_in_output_pixels(variables):
+    """However large the budget, one call never produces more than MAX_OUTPUT_PIXELS."""
+    huge = Upscaler(variables, TINY, memory_budget=1 << 50)
+    assert huge.max_pixels * TINY.scale**2 <= inference.MAX_OUTPUT_PIXELS
+    assert (huge.max_tile() * TINY.scale) ** 2 <= inference.MAX_OUTPUT_PIXELS
 
 
 def test_architecture_is_read_off_the_variables():

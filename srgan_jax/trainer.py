@@ -11,7 +11,7 @@ devices), checked for NaN/Inf and logged with steps/s and the phase's ETA. Every
 the generator is evaluated on the validation images (Y-channel PSNR/SSIM, float64) and every
 `sample_every` steps LR-bicubic | SR | HR strips go to TensorBoard and `<workdir>/samples/`.
 Checkpoints are written every `checkpoint_every` steps, at the end of each phase and on SIGTERM
-(after which the run exits cleanly); a non-finite loss stops the run before it can be saved.
+or Ctrl-C (after which the run returns); a non-finite loss stops the run before it is saved.
 """
 
 from __future__ import annotations
@@ -76,29 +76,36 @@ class HostStates:
 
 
 class StopRequest:
-    """Turns SIGTERM (preemption, `kill`) into a flag the loop checks after every step.
+    """Turns SIGTERM (preemption, `kill`) and Ctrl-C into a flag the loop checks after every step.
 
+    The loop then saves a checkpoint and returns. A second Ctrl-C aborts at once, unsaved.
     Single-process runs only: in a multi-host run, JAX's preemption service catches the signal and
     every host learns of it at the same step through `Checkpointer.reached_preemption`.
     """
 
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         del frame
-        logging.warning("received signal %d: saving a checkpoint and stopping", signum)
+        logging.warning(
+            "%s: saving a checkpoint after this step, then stopping (Ctrl-C again aborts)",
+            signal.Signals(signum).name,
+        )
         self.requested = True
+        signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class MetricsLog:
@@ -470,7 +477,7 @@ def _duration(seconds: float) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> HostStates:
     """Trains (or resumes) the run of `config` in `workdir`; returns the final host states.
 
-    Stops early, after saving a checkpoint, on SIGTERM; raises `NonFiniteLossError` on a NaN/Inf
+    Stops early, after saving a checkpoint, on SIGTERM or Ctrl-C; raises `NonFiniteLossError` on a NaN/Inf
     metric and `checkpoints.CheckpointMismatchError` if `workdir` holds a different model.
     Multi-host runs call `parallel.maybe_initialize_distributed(config)` first (main.py does).
     """

@@ -248,6 +248,17 @@ def test_missing_vgg_weights_fail_before_training(tmp_path):
     assert not os.path.exists(tmp_path / "workdir")
 
 
+def test_stop_request_ctrl_c_once_stops_twice_aborts():
+    before = signal.getsignal(signal.SIGINT)
+    with trainer.StopRequest() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this (the main) thread
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_phase_spans():
     config = test_config.get_config()
     assert trainer.phase_spans(config) == [

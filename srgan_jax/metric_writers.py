@@ -4,6 +4,7 @@ TensorBoard's own `EventFileWriter` and protos write the event files, so neither
 clu is needed; images are PNG-encoded with Pillow. Only process 0 writes events (elsewhere
 `create_writer` returns a logging-only writer), so a multi-host run has one event file.
 """
+
 from __future__ import annotations
 
 import io

@@ -477,8 +477,8 @@ def _duration(seconds: float) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> HostStates:
     """Trains (or resumes) the run of `config` in `workdir`; returns the final host states.
 
-    Stops early, after saving a checkpoint, on SIGTERM or Ctrl-C; raises `NonFiniteLossError` on a NaN/Inf
-    metric and `checkpoints.CheckpointMismatchError` if `workdir` holds a different model.
+    Stops early, after saving a checkpoint, on SIGTERM or Ctrl-C; raises `NonFiniteLossError` on a
+    NaN/Inf metric and `checkpoints.CheckpointMismatchError` if `workdir` holds another model.
     Multi-host runs call `parallel.maybe_initialize_distributed(config)` first (main.py does).
     """
     _validate(config)

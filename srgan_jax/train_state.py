@@ -11,6 +11,7 @@ injected hyperparameter, so the one used by the latest update can be read from t
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -126,13 +127,20 @@ def create_discriminator_state(
 def _create_state(
     model: nn.Module, rng: jax.Array, example: jax.Array, tx: optax.GradientTransformation
 ) -> TrainState:
-    variables = jax.jit(model.init)(rng, example)
+    # BatchNorm's axis name plays no part in init (flax skips it there), so initialise the
+    # axis-free twin: one compiled init then serves every parallel mode, phase and optimizer.
+    variables = _init_variables(model.clone(bn_axis_name=None), rng, example)
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
         tx=tx,
     )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_variables(model: nn.Module, rng: jax.Array, example: jax.Array) -> Any:
+    return model.init(rng, example)
 
 
 def _phase_config(config: ml_collections.ConfigDict, phase: Phase) -> ml_collections.ConfigDict:

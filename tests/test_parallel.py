@@ -1,0 +1,201 @@
+"""pmap on 8 devices, jit + NamedSharding on 8 devices and one device train identically.
+
+Three steps of the same global batch from the same initial states, with plain SGD (where a
+gradient counted once per device, or BatchNorm statistics taken per device, shows up at once) and
+with Adam. Every leaf of the G and D states is compared: parameters, BatchNorm statistics and
+optimizer state, as their change from the initial state.
+"""
+from __future__ import annotations
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from srgan_jax import parallel, train, train_state
+from srgan_jax.vgg import random_vgg19_params
+
+DEVICES = 8
+BATCH = 16  # global: 2 per device
+SCALE, CROP = 2, 16  # the smallest the discriminator takes; LR 8x8 leaves room for SSIM
+STEPS = 3
+# Adam's step g / (|g| + eps) is a whole learning rate for any gradient above eps, so with the
+# paper's 1e-8 a gradient that is float32 rounding noise (around 1e-9 of the largest) moves a
+# parameter by +-lr in a direction that depends on the reduction order, and the runs drift apart
+# chaotically by fractions of lr. An eps above that noise keeps such steps small.
+ADAM_EPS = 1e-4
+LEARNING_RATES = {"sgd": {"pretrain": 0.1, "gan": 1e-3}, "adam": {"pretrain": 1e-3, "gan": 1e-3}}
+
+
+def make_config(mode: str, optimizer: str) -> ml_collections.ConfigDict:
+    rates = LEARNING_RATES[optimizer]
+    phase = {"lr_decay_step": 2, "decayed_learning_rate": 1e-4}  # the switch happens mid-run
+    return ml_collections.ConfigDict(
+        {
+            "model": {"num_blocks": 1, "channels": 8, "scale": SCALE},
+            "dtype": "float32",
+            "crop_size": CROP,
+            "batch_size": BATCH,
+            "parallelism": mode,
+            "optimizer_name": optimizer,
+            "optim": {"b1": 0.9, "b2": 0.999, "eps": ADAM_EPS, "grad_clip_norm": None},
+            "pretrain": dict(phase, content_loss="mse", learning_rate=rates["pretrain"]),
+            "gan": dict(
+                phase, content_loss="vgg22", adversarial_weight=1e-3, learning_rate=rates["gan"]
+            ),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def global_batch() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "lr": rng.uniform(0.0, 1.0, (BATCH, CROP // SCALE, CROP // SCALE, 3)).astype(np.float32),
+        "hr": rng.uniform(-1.0, 1.0, (BATCH, CROP, CROP, 3)).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def vgg_params():
+    return random_vgg19_params(jax.random.PRNGKey(7), "phi_2_2")
+
+
+def initial_states(config, bn_axis_name):
+    """Fresh G (pretrain and gan optimizers) and D states, the same in every mode."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    return {
+        "pretrain_g": train_state.create_generator_state(config, keys[0], "pretrain", bn_axis_name),
+        "gan_g": train_state.create_generator_state(config, keys[0], "gan", bn_axis_name),
+        "d": train_state.create_discriminator_state(config, keys[1], bn_axis_name),
+    }
+
+
+def train_three_steps(mode, optimizer, global_batch, vgg_params):
+    """Initial and final host states of STEPS pretrain and STEPS GAN steps, metrics, donation."""
+    assert jax.device_count() == DEVICES, "tests/conftest.py sets 8 fake CPU devices"
+    config = make_config(mode, optimizer)
+    par = parallel.Parallel.create(config)
+    init = initial_states(config, par.bn_axis_name)
+    host_init = jax.device_get(init)
+    batch = global_batch
+    if par.layout == "pmap":
+        batch = {k: v.reshape(DEVICES, BATCH // DEVICES, *v.shape[1:]) for k, v in batch.items()}
+    batch = par.put_batch(batch)
+    vgg, rng = par.put_state(vgg_params), par.put_state(jax.random.PRNGKey(1))
+
+    pretrain = par.compile(train.pretrain_step, donate_states=1, content_loss="mse")
+    gan = par.compile(
+        train.gan_step, donate_states=2, content_loss="vgg22", adversarial_weight=1e-3
+    )
+    evaluate = par.compile(train.eval_step, donate_states=0, scale=SCALE)
+    g = first_g = par.put_state(init["pretrain_g"])
+    for _ in range(STEPS):
+        g, _ = pretrain(g, batch, rng, vgg)
+    donated = all(x.is_deleted() for x in jax.tree.leaves((first_g.params, first_g.batch_stats)))
+    eval_metrics = evaluate(g, batch)
+    pretrained = par.get_state(g)
+    g, d = par.put_state(init["gan_g"]), par.put_state(init["d"])
+    for _ in range(STEPS):
+        g, d, gan_metrics = gan(g, d, batch, rng, vgg)
+    return {
+        "init": host_init,
+        "pretrain": pretrained,
+        "gan": par.get_state({"g": g, "d": d}),
+        "eval": jax.device_get(eval_metrics),
+        "gan_metrics": jax.device_get(gan_metrics),
+        "donated": donated,
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(global_batch, vgg_params):
+    """Lazily computed `train_three_steps` results, shared by the tests (compiles dominate)."""
+    cache = {}
+
+    def get(mode, optimizer):
+        if (mode, optimizer) not in cache:
+            cache[mode, optimizer] = train_three_steps(mode, optimizer, global_batch, vgg_params)
+        return cache[mode, optimizer]
+
+    return get
+
+
+def assert_same_training(actual, expected, start, rtol=2e-3):
+    """Leafwise equal changes from `start`, to `rtol` of the leaf's largest change."""
+    flat_actual, flat_expected, flat_start = (
+        jax.tree_util.tree_flatten_with_path(tree)[0] for tree in (actual, expected, start)
+    )
+    paths = [[jax.tree_util.keystr(path) for path, _ in flat] for flat in (
+        flat_actual, flat_expected, flat_start)]
+    assert paths[0] == paths[1] == paths[2]
+    for name, (_, a), (_, e), (_, s) in zip(
+        paths[0], flat_actual, flat_expected, flat_start, strict=True
+    ):
+        a, e, s = (np.asarray(x) for x in (a, e, s))
+        assert a.shape == e.shape == s.shape, name
+        if not np.issubdtype(e.dtype, np.floating):
+            np.testing.assert_array_equal(a, e, err_msg=name)
+            continue
+        a, e, s = (x.astype(np.float64) for x in (a, e, s))
+        change = e - s
+        atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
+        np.testing.assert_allclose(a - s, change, rtol=rtol, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("mode", ["pmap", "jit"])
+def test_eight_devices_train_like_one(runs, mode, optimizer):
+    """Every state leaf changes alike, to 0.2% of the leaf's largest change: with SGD, a gradient
+    summed instead of averaged over the devices (8x), or BN statistics of one device's images,
+    fail by far; with Adam, so do a wrong optimizer state, step count or schedule."""
+    result, reference = runs(mode, optimizer), runs("none", optimizer)
+    init = reference["init"]
+    assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"])
+    start = {"g": init["gan_g"], "d": init["d"]}
+    assert_same_training(result["gan"], reference["gan"], start)
+    for name in ("eval", "gan_metrics"):
+        for key, value in reference[name].items():
+            np.testing.assert_allclose(result[name][key], value, rtol=1e-4, err_msg=key)
+
+
+def test_runs_are_not_trivial(runs):
+    """The equivalence above compares real training: states moved, lr decayed, D saw both."""
+    result = runs("none", "sgd")
+    final_g, init_g = result["pretrain"], result["init"]["pretrain_g"]
+    assert int(final_g.step) == STEPS
+    moved = [np.max(np.abs(a - b)) for a, b in zip(
+        jax.tree.leaves(final_g.params), jax.tree.leaves(init_g.params), strict=True)]
+    assert min(moved) > 1e-6
+    assert result["gan_metrics"]["learning_rate"] == pytest.approx(1e-4)
+    assert 0 < result["gan_metrics"]["d_fake"] < result["gan_metrics"]["d_real"] < 1
+
+
+def test_get_state_returns_one_host_copy(runs):
+    result = runs("pmap", "sgd")
+    shapes = jax.tree.map(np.shape, result["init"]["pretrain_g"])
+    assert jax.tree.map(np.shape, result["pretrain"]) == shapes
+    assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(result["pretrain"]))
+
+
+def test_pmap_batch_must_be_device_major():
+    par = parallel.Parallel.create(make_config("pmap", "sgd"))
+    with pytest.raises(ValueError, match=r"\[local_devices, per_device, \.\.\.\] = \[8, 2"):
+        par.put_batch({"lr": np.zeros((BATCH, 8, 8, 3), np.float32)})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("parallelism", "pjit", "config.parallelism"),
+    ("batch_size", 12, r"config.batch_size \(12\)"),
+])
+def test_bad_parallel_config_is_named(field, value, message):
+    config = make_config("pmap", "sgd")
+    config[field] = value
+    with pytest.raises(ValueError, match=message):
+        parallel.Parallel.create(config)
+
+
+@pytest.mark.parametrize("mode", ["none", "pmap", "jit"])
+def test_compiled_steps_donate_the_states(runs, mode):
+    """The caller's parameter and BN buffers are reused for the outputs: no second copy."""
+    assert runs(mode, "sgd")["donated"]

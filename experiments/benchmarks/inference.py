@@ -93,7 +93,7 @@ def format_row(size: str, dtype: str, mode: str, r: dict) -> str:
     if "skipped" in r:
         return f"| {size} | {dtype} | {mode} | - | - | - | - | - | {r['skipped']} |"
     notes = ["first call, incl. compile"] if r["includes_compile"] else []
-    if r["tile"] >= max(int(v) for v in size.split("x")):
+    if mode != "untiled" and r["tile"] >= max(int(v) for v in size.split("x")):
         notes.append("one tile: the whole image")
     note = "; ".join(notes)
     device_peak = f"{r['device_peak_gib']:.2f}" if "device_peak_gib" in r else "-"

@@ -49,8 +49,10 @@ def default_config() -> ml_collections.ConfigDict:
     """The `config.data` fields this module reads, with their defaults."""
     config = ml_collections.ConfigDict()
     config.source = "demo"  # 'folder' | 'demo' | 'tfds'
-    config.train_dirs = []  # 'folder': training image folders, searched recursively
-    config.eval_dirs = []  # 'folder': validation folders (full images, e.g. Set5)
+    # Tuples, not lists: only tuples can be overridden on the command line
+    # (`--config.data.train_dirs=/a --config.data.train_dirs=/b` or `='("/a", "/b")'`).
+    config.train_dirs = ()  # 'folder': training image folders, searched recursively
+    config.eval_dirs = ()  # 'folder': validation folders (full images, e.g. Set5)
     config.tfds_name = "div2k/bicubic_x4"  # 'tfds': any div2k config
     config.tfds_data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
     config.use_dataset_lr = False  # 'tfds': the dataset's LR images instead of our degradation

@@ -68,11 +68,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = input_pipeline.default_config()
     config.data.source = "tfds"  # DIV2K's 800 HR images; needs tensorflow-datasets (the tfds extra)
     config.data.tfds_name = "div2k/bicubic_x4"
-    # Tuples, not lists: only tuples can be overridden on the command line (and ConfigDict keeps
-    # a field's type on assignment, hence del first).
-    for field in ("train_dirs", "eval_dirs"):
-        del config.data[field]
-        config.data[field] = ()
 
     config.log_every = 100
     config.eval_every = 10_000

@@ -19,8 +19,8 @@ from srgan_jax import metrics, train, train_state
 from srgan_jax.models import Discriminator, Generator
 from srgan_jax.vgg import VGG19Features, random_vgg19_params
 
-SCALE = 4
-CROP = 32
+SCALE = 2
+CROP = 16  # the smallest the discriminator takes; 12x12 pixels are left for SSIM
 NUM_BLOCKS, CHANNELS = 1, 8
 
 
@@ -104,12 +104,17 @@ def assert_trees_close(actual, expected, start, rtol=1e-4):
 
     Changes are small next to the values, so the float32 rounding of the values is allowed too.
     """
-    for a, e, s in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), jax.tree.leaves(start),
-                       strict=True):
+    flat_actual, flat_expected, flat_start = (
+        jax.tree_util.tree_flatten_with_path(tree)[0] for tree in (actual, expected, start)
+    )
+    for (path, a), (_, e), (_, s) in zip(flat_actual, flat_expected, flat_start, strict=True):
         s = np.asarray(s, np.float64)
         change = np.asarray(e, np.float64) - s
         atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
-        np.testing.assert_allclose(np.asarray(a, np.float64) - s, change, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(
+            np.asarray(a, np.float64) - s, change, rtol=rtol, atol=atol,
+            err_msg=jax.tree_util.keystr(path),
+        )
 
 
 def batch_psnr(sr, hr, border):
@@ -150,7 +155,10 @@ def test_gan_step_updates_d_then_g_against_the_updated_d(batch, vgg_params, g_st
     new_g, new_d, step_metrics = step(g_state, d_state, batch, jax.random.PRNGKey(2), vgg_params)
 
     d_model, hr = Discriminator(input_size=CROP), batch["hr"]
-    sr, g_batch_stats = train_apply(generator(), g_state.params, g_state.batch_stats, batch["lr"])
+    # Compiled like the step's: D's leaky ReLU kinks make its gradient jump with the last bit of
+    # an SR pixel whose pre-activation sits at zero, and eager rounding differs from XLA's fused.
+    generate = jax.jit(functools.partial(train_apply, generator()))
+    sr, g_batch_stats = generate(g_state.params, g_state.batch_stats, batch["lr"])
 
     def d_loss(params):  # real and fake as two batches, BN statistics chained through both
         real, stats = train_apply(d_model, params, d_state.batch_stats, hr)
@@ -240,24 +248,24 @@ def test_learning_rate_switches_at_the_decay_step(optimizer):
 ])
 def test_gradient_clipping_by_global_norm(clip, grad, expected):
     config = make_config(**{"optim.grad_clip_norm": clip, "pretrain.learning_rate": 1.0})
-    tx = train_state.make_optimizer(config, "pretrain")
-    params = {"a": jnp.zeros(1), "b": jnp.zeros(1)}  # the norm is over the whole tree
-    updates, _ = tx.update({"a": jnp.array(grad[:1]), "b": jnp.array(grad[1:])}, tx.init(params))
-    np.testing.assert_allclose(
-        np.concatenate([updates["a"], updates["b"]]), -np.array(expected), rtol=1e-6
+    state = train_state.TrainState.create(
+        apply_fn=None, params={"a": jnp.zeros(1), "b": jnp.zeros(1)}, batch_stats={},
+        tx=train_state.make_optimizer(config, "pretrain"),
     )
+    # The norm is over the whole tree, not per leaf.
+    state = state.apply_gradients(grads={"a": jnp.array(grad[:1]), "b": jnp.array(grad[1:])})
+    np.testing.assert_allclose(
+        np.concatenate([state.params["a"], state.params["b"]]), -np.array(expected), rtol=1e-6
+    )
+    assert float(train_state.learning_rate(state)) == 1.0  # found behind the clipping too
 
 
-def test_bfloat16_compute_keeps_float32_params_and_metrics(batch):
+def test_config_dtype_is_the_compute_dtype():
     config = make_config(dtype="bfloat16")
     state = train_state.create_generator_state(config, jax.random.PRNGKey(0), "pretrain")
-    assert {x.dtype for x in jax.tree.leaves((state.params, state.batch_stats))} == {
-        jnp.dtype(jnp.float32)
-    }
-    step = jax.jit(functools.partial(train.pretrain_step, content_loss="mse"))
-    new_state, step_metrics = step(state, batch, jax.random.PRNGKey(1), None)
-    assert {x.dtype for x in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
-    assert all(v.dtype == jnp.float32 and np.isfinite(v) for v in step_metrics.values())
+    assert state.apply_fn.__self__.dtype == jnp.bfloat16
+    variables = (state.params, state.batch_stats)
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
 def test_adam_uses_the_configured_betas_and_eps():
@@ -275,7 +283,7 @@ def test_adam_uses_the_configured_betas_and_eps():
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"dtype": "float64"}, "config.dtype"),
     ({"optimizer_name": "rmsprop"}, "config.optimizer_name"),
-    ({"crop_size": 30}, "config.crop_size"),
+    ({"crop_size": 15}, "config.crop_size"),
     ({"pretrain.lr_decay_step": 0}, "config.pretrain.lr_decay_step"),
 ])
 def test_bad_config_fields_are_named(overrides, message):

@@ -45,6 +45,16 @@ mkdir -p "$OUT"
 
 log() { echo "[device_run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/device_run.log"; }
 
+# capped SECONDS COMMAND...: COMMAND under `timeout` (4x longer with QUICK=1: a loaded CPU is slow).
+capped() {
+  local seconds=$(($1 * (QUICK == 1 ? 4 : 1))) status
+  shift
+  timeout "$seconds" "$@"
+  status=$?
+  ((status == 0)) || log "$(basename "$2") stopped with status $status (124: its ${seconds} s cap)"
+  return $status
+}
+
 install_wheels() {
   if "$PYTHON" -c "import ml_collections" 2>/dev/null; then return; fi
   ls .device/wheels/*.whl >/dev/null 2>&1 || { log "no ml_collections and no .device/wheels"; exit 1; }
@@ -55,30 +65,33 @@ install_wheels() {
 
 bench() {
   local jax_args=(--iters 50 --warmup 5) peer_args=(--steps 20 --warmup 5) batches=16,64
+  local peer_amps=bf16,none
   if [[ $QUICK == 1 ]]; then
-    jax_args=(--quick); peer_args=(--steps 2 --warmup 1 --hr-size 32); batches=4
+    # --quick: batch 4, bf16 (a tiny model: the ratio table only proves the plumbing)
+    jax_args=(--quick); peer_args=(--steps 1 --warmup 1 --hr-size 32); batches=4
+    peer_amps=bf16
   fi
   log "devices: $("$PYTHON" -c 'import jax; print(jax.devices())')"
   command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$OUT/device_run.log"
   # bfloat16 first, the configuration that matters on accelerators; float32 at batch 16 only.
   log "JAX train steps, bfloat16, batch $batches"
-  timeout 130 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
+  capped 130 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
     --dtypes bfloat16 --batch-sizes "$batches" --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
   if [[ $QUICK != 1 ]]; then
     log "JAX train steps, float32, batch 16"
-    timeout 50 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
+    capped 70 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
       --dtypes float32 --batch-sizes 16 --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
   fi
   if "$PEER_PYTHON" -c "import torch" 2>/dev/null && [[ -f $PEER ]]; then
     local device mode=default
     device=$("$PEER_PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
     [[ $device == cuda ]] && mode=reduce-overhead  # CUDA graphs: the peer's best on the H100
-    log "PyTorch peer on $device: eager, channels-last, bf16 and fp32"
-    timeout 50 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet --batch "$batches" \
-      --amp bf16,none --channels-last "${peer_args[@]}" >>"$OUT/peer.jsonl" 2>>"$OUT/device_run.log"
-    log "PyTorch peer: torch.compile $mode, bf16, channels-last, batch ${batches%%,*}"
-    timeout 100 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet \
-      --batch "${batches%%,*}" --amp bf16 --channels-last --compile --compile-mode "$mode" \
+    log "PyTorch peer on $device: eager, channels-last, $peer_amps"
+    capped 60 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet --batch "$batches" \
+      --amp "$peer_amps" --channels-last "${peer_args[@]}" >>"$OUT/peer.jsonl" 2>>"$OUT/device_run.log"
+    log "PyTorch peer: torch.compile $mode, ${peer_amps%%,*}, channels-last, batch ${batches%%,*}"
+    capped 120 "$PEER_PYTHON" "$PEER" --device "$device" --mode srgan,srresnet \
+      --batch "${batches%%,*}" --amp "${peer_amps%%,*}" --channels-last --compile --compile-mode "$mode" \
       "${peer_args[@]}" >>"$OUT/peer.jsonl" 2>>"$OUT/device_run.log"
   else
     log "no torch (or no $PEER): peer skipped"

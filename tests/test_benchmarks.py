@@ -95,20 +95,24 @@ def test_train_step_benchmark_quick(tmp_path):
 
 def test_peer_ratio_table():
     bench = _load(BENCHMARKS / "train_step.py", "train_step_benchmark")
-    ours = [{"step": "gan", "batch": 16, "dtype": "bfloat16", "ms_per_step": 4.0}]
-    settings = {"batch": 16, "amp": "bf16", "torch": "2.x", "compile": True,
+    ours = {"step": "gan", "batch": 16, "dtype": "bfloat16", "ms_per_step": 4.0, "crop": 96,
+            "model": "B16C64"}
+    settings = {"batch": 16, "amp": "bf16", "torch": "2.x", "compile": True, "hr_size": 96,
                 "compile_mode": "reduce-overhead", "channels_last": True}
     peer = [
         {"mode": "srgan", "median_step_s": 0.008, "settings": settings},
         {"mode": "srgan", "median_step_s": 0.020, "settings": {**settings, "compile": False}},
         {"mode": "srgan", "median_step_s": 0.001, "settings": {**settings, "amp": "none"}},
         {"mode": "srresnet", "median_step_s": 0.001, "settings": settings},
+        {"mode": "srgan", "median_step_s": 0.001, "settings": {**settings, "hr_size": 128}},
         {"mode": "srgan", "error": "RuntimeError", "settings": settings},
     ]
-    table = bench.peer_ratios(ours, peer)
-    row = table.splitlines()[-1]
-    assert "| 8.000 |" in row and "compile reduce-overhead, channels-last" in row
-    assert row.endswith("| 2.00x |")
+    table = bench.peer_ratios([ours], peer).splitlines()
+    assert len(table) == 3
+    assert "| 8.000 |" in table[-1] and "compile reduce-overhead, channels-last" in table[-1]
+    assert table[-1].endswith("| 2.00x |")
+    # A smaller model than the peer's is never compared with it.
+    assert len(bench.peer_ratios([{**ours, "model": "B2C16"}], peer).splitlines()) == 2
 
 
 def test_input_pipeline_benchmark_runs():

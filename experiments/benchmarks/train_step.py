@@ -42,6 +42,7 @@ from srgan_jax.configs import default as default_config
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 PEER_MODES = {"pretrain": "srresnet", "gan": "srgan"}
 PEER_AMP = {"float32": "none", "bfloat16": "bf16"}
+PEER_MODEL = "B16C64"  # the peer always runs the paper's generator
 
 
 @contextlib.contextmanager
@@ -173,13 +174,18 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def peer_ratios(rows: list[dict[str, Any]], peer_rows: list[dict[str, Any]]) -> str:
-    """Our rows against the fastest peer row of the same step, batch and precision."""
+    """Our rows against the fastest peer row of the same step, batch, precision and crop.
+
+    The peer runs only the paper's model, so rows of other model sizes (e.g. --quick) get none.
+    """
     lines = ["| step | batch | dtype | ours ms | best peer ms | peer configuration | peer/ours |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         same = [
             p for p in peer_rows
             if "median_step_s" in p
+            and r["model"] == PEER_MODEL
+            and p["settings"]["hr_size"] == r["crop"]
             and p["mode"] == PEER_MODES[r["step"]]
             and p["settings"]["batch"] == r["batch"]
             and p["settings"]["amp"] == PEER_AMP[r["dtype"]]

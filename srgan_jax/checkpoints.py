@@ -12,7 +12,11 @@ One checkpoint step holds these items:
 Saves are asynchronous (the arrays are on the host, so training goes on while files are written)
 and atomic: orbax writes into a temporary directory and renames it when complete, so a process
 killed mid-save leaves the previous checkpoint as the latest one. The last `keep` checkpoints are
-kept, plus the one with the best validation PSNR among those saved with metrics.
+kept, plus the one with the best validation PSNR overall and the best one of the latest phase.
+
+"Best" (`best_step`, `srgan-jax export --best`) means the best validation PSNR within the run's
+latest phase: SRGAN trades PSNR for perceptual quality, so ranking its checkpoints against the
+pre-trained SRResNet's would always pick the SRResNet.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ ARCHITECTURE_FIELDS = ("model.num_blocks", "model.channels", "model.scale")
 # The discriminator's dense layer is sized by the crop; it matters once a GAN phase has run.
 DISCRIMINATOR_FIELDS = ("crop_size",)
 BEST_METRIC = "psnr"
+PHASE_METRIC = "phase"  # stored with the metrics: the index of the phase in PHASE_ORDER
+PHASE_ORDER = ("pretrain", "gan")
 
 
 class CheckpointMismatchError(ValueError):
@@ -88,18 +94,29 @@ def _best_metric(metrics: dict[str, float]) -> float:
     return metrics[BEST_METRIC]
 
 
+def _best_in_latest_phase(metrics: dict[str, float]) -> tuple[float, float]:
+    """Sort key: later phases first, then PSNR (checkpoints from before phases were recorded
+    count as pre-training)."""
+    return metrics.get(PHASE_METRIC, 0.0), metrics[BEST_METRIC]
+
+
 def _preservation_policy(keep: int) -> checkpoint_managers.PreservationPolicy:
-    """The latest `keep` checkpoints, plus the best by validation PSNR."""
+    """The latest `keep` checkpoints, the best by validation PSNR, the best of the latest phase."""
+    best = [
+        checkpoint_managers.BestN(
+            get_metric_fn=key, reverse=False, n=1, keep_checkpoints_without_metrics=False
+        )
+        for key in (_best_metric, _best_in_latest_phase)
+    ]
     return checkpoint_managers.AnyPreservationPolicy(
-        policies=[
-            checkpoint_managers.LatestN(n=keep),
-            checkpoint_managers.BestN(
-                get_metric_fn=_best_metric,
-                reverse=False,
-                n=1,
-                keep_checkpoints_without_metrics=False,
-            ),
-        ]
+        policies=[checkpoint_managers.LatestN(n=keep), *best]
+    )
+
+
+def _manager_options(**options: Any) -> ocp.CheckpointManagerOptions:
+    # Orbax writes metrics to disk (so `best` survives restarts) only when best_fn is set.
+    return ocp.CheckpointManagerOptions(
+        best_fn=_best_in_latest_phase, best_mode="max", **options
     )
 
 
@@ -111,11 +128,8 @@ class Checkpointer:
             raise ValueError(f"config.keep_checkpoints must be at least 1, got {keep}")
         self.config = config
         self.directory = checkpoint_dir(workdir)
-        options = ocp.CheckpointManagerOptions(
+        options = _manager_options(
             preservation_policy=_preservation_policy(keep),
-            # Orbax writes metrics to disk (so `best` survives restarts) only when best_fn is set.
-            best_fn=_best_metric,
-            best_mode="max",
             enable_async_checkpointing=True,
             cleanup_tmp_directories=True,
         )
@@ -134,6 +148,7 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def best_step(self) -> int | None:
+        """The step with the best validation PSNR of the latest phase (None: none evaluated)."""
         return self._manager.best_step()
 
     def save(self, ckpt: TrainingCheckpoint, metrics: dict[str, float] | None = None) -> None:
@@ -155,7 +170,12 @@ class Checkpointer:
         self._manager.save(
             ckpt.step,
             args=ocp.args.Composite(**items),
-            metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()},
+            metrics=None
+            if metrics is None
+            else {
+                **{k: float(v) for k, v in metrics.items()},
+                PHASE_METRIC: float(PHASE_ORDER.index(ckpt.phase)),
+            },
             force=True,
         )
 
@@ -226,6 +246,18 @@ def _resolve_step_dir(path: str) -> tuple[str, int]:
             "directory or one step's directory"
         )
     return path, steps[-1]
+
+
+def best_step(workdir: str) -> int:
+    """The step of `workdir`'s best checkpoint (see the module docstring), read-only."""
+    directory = checkpoint_dir(workdir)
+    with ocp.CheckpointManager(directory, options=_manager_options(read_only=True)) as manager:
+        step = manager.best_step()
+    if step is None:
+        raise FileNotFoundError(
+            f"{workdir}: no checkpoint was saved with a validation {BEST_METRIC}"
+        )
+    return step
 
 
 def load_generator_variables(

@@ -195,28 +195,11 @@ def checkpoint_variables(workdir: str, step: int | None = None, best: bool = Fal
     from srgan_jax import checkpoints  # orbax: only for workdirs, not for model files
 
     if best:
-        step = best_step(workdir)
+        step = checkpoints.best_step(workdir)
     path = workdir if step is None else os.path.join(checkpoints.checkpoint_dir(workdir), str(step))
     if step is not None and not os.path.isdir(path):
         raise FileNotFoundError(f"{workdir}: no checkpoint for step {step} (looked for {path})")
     return checkpoints.load_generator_variables(path)
-
-
-def best_step(workdir: str) -> int:
-    """The checkpoint step of `workdir` with the best validation PSNR."""
-    import orbax.checkpoint as ocp
-
-    from srgan_jax import checkpoints
-
-    metric = checkpoints.BEST_METRIC
-    options = ocp.CheckpointManagerOptions(
-        read_only=True, best_fn=lambda metrics: metrics[metric], best_mode="max"
-    )
-    with ocp.CheckpointManager(checkpoints.checkpoint_dir(workdir), options=options) as manager:
-        step = manager.best_step()
-    if step is None:
-        raise FileNotFoundError(f"{workdir}: no checkpoint was saved with a validation {metric}")
-    return step
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

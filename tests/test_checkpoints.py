@@ -75,6 +75,23 @@ def test_keeps_last_n_and_best_across_restarts(tmp_path):
         assert ckpt.all_steps() == [2, 5, 6]
 
 
+def test_best_is_ranked_within_the_latest_phase(tmp_path):
+    """SRGAN's PSNR is below SRResNet's by design: `best` of a GAN run is its best GAN step."""
+    runs = {1: ("pretrain", 30.0), 2: ("pretrain", 31.0), 3: ("gan", 27.0), 4: ("gan", 28.0),
+            5: ("gan", 26.0), 6: ("gan", None)}
+    with checkpoints.Checkpointer(str(tmp_path), _config(), keep=1) as ckpt:
+        for step, (phase, psnr) in runs.items():
+            if step == 3:
+                assert ckpt.best_step() == 2
+            ckpt.save(_ckpt(step, phase), None if psnr is None else {"psnr": psnr})
+            ckpt.wait()
+        assert ckpt.best_step() == 4
+        assert ckpt.all_steps() == [2, 4, 6]  # best SRResNet, best SRGAN, latest
+    assert checkpoints.best_step(str(tmp_path)) == 4
+    with pytest.raises(FileNotFoundError, match="no checkpoint was saved with a validation psnr"):
+        checkpoints.best_step(str(tmp_path / "elsewhere"))
+
+
 def test_config_mismatch_names_the_field_and_both_values(tmp_path):
     with checkpoints.Checkpointer(str(tmp_path), _config(num_blocks=2)) as ckpt:
         ckpt.save(_ckpt(3))

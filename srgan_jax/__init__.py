@@ -15,6 +15,7 @@ _EXPORTS = {
     "Discriminator": "srgan_jax.models",
     "upscale": "srgan_jax.inference",
     "load_generator": "srgan_jax.inference",
+    "Upscaler": "srgan_jax.inference",
 }
 __all__ = ["__version__", *_EXPORTS]
 

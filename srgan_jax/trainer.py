@@ -412,9 +412,10 @@ class _Run:
 
         logging.info("phase %s: steps %d..%d", span.name, step, span.end)
         timer = _Throughput(span.end)
+        host_rng = _on_host(rng)
         while step < span.end:
             batch = par.put_batch(next(self.train_iter))
-            step_rng = par.put_state(jax.random.key_data(jax.random.fold_in(rng, step)))
+            step_rng = par.put_state(jax.random.key_data(jax.random.fold_in(host_rng, step)))
             if discriminator is None:
                 generator, step_metrics = step_fn(generator, batch, step_rng, vgg_params)
             else:
@@ -443,6 +444,20 @@ class _Run:
             if stopping:
                 break
         return host_states()
+
+
+def _on_host(key: jax.Array) -> jax.Array:
+    """`key` on this host's CPU, so that deriving a step's key never waits for the accelerators.
+
+    An accelerator runs its programs in order: a `fold_in` placed there would queue behind the
+    training steps already dispatched, and reading it back (`put_state` replicates keys through the
+    host) would make the loop wait for every step instead of running ahead of the devices.
+    """
+    try:
+        cpu = jax.local_devices(backend="cpu")[0]
+    except RuntimeError:  # the CPU backend is excluded (JAX_PLATFORMS): keys stay where they are
+        return key
+    return jax.device_put(key, cpu)
 
 
 class _Throughput:

@@ -24,7 +24,6 @@ from srgan_jax import image_io, metrics
 from srgan_jax.imresize import degrade, im2uint8, imresize, modcrop
 
 IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)
-GRAY_WEIGHTS = np.asarray(metrics.Y_WEIGHTS) / sum(metrics.Y_WEIGHTS)  # 0.299, 0.587, 0.114
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 """LR float image in [0, 1], (H, W, 3) or (H, W) -> SR float image in [0, 1], scale x larger."""
@@ -54,7 +53,7 @@ def gray_via_rgb(upscaler: UpscaleFn) -> UpscaleFn:
         if lr.ndim == 3:
             return upscaler(lr)
         sr = np.asarray(upscaler(np.repeat(lr[..., None], 3, axis=-1)), dtype=np.float64)
-        return sr @ GRAY_WEIGHTS
+        return sr @ metrics.LUMA_WEIGHTS
 
     return upscale
 

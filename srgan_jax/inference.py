@@ -20,13 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from srgan_jax import export
+from srgan_jax import export, metrics
 from srgan_jax.export import ModelConfig, Variables
 from srgan_jax.tiling import receptive_field_radius, upscale_tiled
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ALPHA_MODES = ("bicubic", "model")
-GRAY_WEIGHTS = np.asarray([0.299, 0.587, 0.114], np.float32)  # BT.601 luma, as PIL's "L"
+GRAY_WEIGHTS = metrics.LUMA_WEIGHTS.astype(np.float32)  # BT.601 luma, as PIL's "L"
 CPU_BUDGET_CAP = 4 << 30  # bytes: larger tiles barely speed up a CPU but would crowd the host
 PROBE_SIZE = 64  # LR side of the shape whose compiled memory use calibrates the budget
 # Output pixels one call may produce, whatever the budget: XLA:CPU (jax 0.10) aborts with

@@ -25,6 +25,8 @@ import numpy as np
 PEAK = 255.0
 Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601 studio-swing luma for RGB in [0, 1]
 Y_OFFSET = 16.0
+# The same weights normalised to sum to one (0.299, 0.587, 0.114): gray value of an RGB image.
+LUMA_WEIGHTS = np.asarray(Y_WEIGHTS) / sum(Y_WEIGHTS)
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * PEAK) ** 2

@@ -59,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.cache_bytes = DEFAULT_CACHE_BYTES  # 'folder': decode once into memory up to this size
     config.prefetch = 2  # batches prepared ahead in background threads (0: none)
     config.num_workers = 2  # threads preparing batches
+    config.device_prefetch = 2  # batches placed on the devices ahead of the step (0: none)
     return config
 
 

@@ -31,7 +31,16 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from srgan_jax import checkpoints, input_pipeline, metric_writers, metrics, models, train, vgg
+from srgan_jax import (
+    checkpoints,
+    device_prefetch,
+    input_pipeline,
+    metric_writers,
+    metrics,
+    models,
+    train,
+    vgg,
+)
 from srgan_jax import parallel as parallel_lib
 from srgan_jax import train_state as train_state_lib
 from srgan_jax.imresize import imresize
@@ -282,7 +291,7 @@ class _Run:
         self.is_chief = jax.process_index() == 0
         self.writer = metric_writers.create_writer(workdir, write_tensorboard=self.is_chief)
         self.evaluator = Evaluator(config)
-        self.train_iter = input_pipeline.create_train_iterator(
+        host_batches = input_pipeline.create_train_iterator(
             input_pipeline.make_source(config.data, split="train"),
             global_batch_size=config.batch_size,
             crop_size=config.crop_size,
@@ -294,6 +303,9 @@ class _Run:
             process_count=jax.process_count(),
             prefetch=config.data.prefetch,
             num_workers=config.data.num_workers,
+        )
+        self.train_iter = device_prefetch.DevicePrefetcher(
+            host_batches, self.parallel.put_batch, config.data.device_prefetch
         )
         self.checkpointer = checkpoints.Checkpointer(workdir, config, keep=config.keep_checkpoints)
         self.metrics_log = MetricsLog()
@@ -414,7 +426,7 @@ class _Run:
         timer = _Throughput(span.end)
         host_rng = _on_host(rng)
         while step < span.end:
-            batch = par.put_batch(next(self.train_iter))
+            batch = next(self.train_iter)  # already placed by put_batch
             step_rng = par.put_state(jax.random.key_data(jax.random.fold_in(host_rng, step)))
             if discriminator is None:
                 generator, step_metrics = step_fn(generator, batch, step_rng, vgg_params)

@@ -249,14 +249,18 @@ def test_missing_vgg_weights_fail_before_training(tmp_path):
 
 
 def test_stop_request_ctrl_c_once_stops_twice_aborts():
-    before = signal.getsignal(signal.SIGINT)
-    with trainer.StopRequest() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this (the main) thread
-        assert stop.requested
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own Ctrl-C handler, even where pytest was started in the background (SIG_IGN).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with trainer.StopRequest() as stop:
+            assert not stop.requested
+            os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this (the main) thread
+            assert stop.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_phase_spans():

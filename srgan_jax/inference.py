@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,9 @@ PROBE_SIZE = 64  # LR side of the shape whose compiled memory use calibrates the
 # Output pixels one call may produce, whatever the budget: XLA:CPU (jax 0.10) aborts with
 # std::bad_alloc beyond about 2e7 (a 16-channel model: 1100x1100 x4 runs, 1175x1175 x4 aborts).
 MAX_OUTPUT_PIXELS = 1 << 23
+# The generator shipped with the package (`srgan_jax/weights/MODEL_CARD.md` says how it was made).
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+SHIPPED_MODEL = "srresnet_mse_x4.msgpack"
 
 
 def default_memory_budget(device: jax.Device | None = None) -> int:
@@ -194,10 +198,23 @@ class Upscaler:
         return out[0] if single else out
 
 
-def load_generator(path: str | os.PathLike, *, dtype: Any = "float32") -> Upscaler:
-    """An `Upscaler` for a model file or training workdir (its `.model` and `.variables` are the
-    Flax module and variables, for use with `model.apply`)."""
-    return Upscaler.from_path(path, dtype=dtype)
+def shipped_model_path() -> pathlib.Path:
+    """The model shipped in `srgan_jax/weights/` (FileNotFoundError if this install lacks it)."""
+    path = WEIGHTS_DIR / SHIPPED_MODEL
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: the shipped model is missing from this installation; pass a model file "
+            "(see `srgan-jax export`) or a training workdir instead"
+        )
+    return path
+
+
+def load_generator(
+    path: str | os.PathLike | None = None, *, dtype: Any = "float32"
+) -> Upscaler:
+    """An `Upscaler` for a model file or training workdir, by default the shipped model (its
+    `.model` and `.variables` are the Flax module and variables, for use with `model.apply`)."""
+    return Upscaler.from_path(shipped_model_path() if path is None else path, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=4)
@@ -207,6 +224,8 @@ def _cached_upscaler(path: str, mtime_ns: int, dtype: str) -> Upscaler:
 
 
 def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
+    if model is None:
+        model = shipped_model_path()
     if isinstance(model, Upscaler):
         return model if dtype is None else model.with_dtype(dtype)
     dtype = "float32" if dtype is None else dtype
@@ -218,8 +237,8 @@ def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
     if isinstance(model, dict):
         return Upscaler(model, dtype=dtype)
     raise TypeError(
-        "upscale: the model must be an Upscaler, a path to a model file or workdir, or a "
-        f"generator's {{'params', 'batch_stats'}} dict, got {type(model).__name__}"
+        "upscale: the model must be an Upscaler, a path to a model file or workdir, a "
+        f"generator's {{'params', 'batch_stats'}} dict or None, got {type(model).__name__}"
     )
 
 
@@ -349,7 +368,8 @@ def upscale(
 
     Args:
       model: an `Upscaler`, a path to a model file or training workdir (loaded once and cached),
-        or a generator's `{'params', 'batch_stats'}` dict (architecture read off its shapes).
+        a generator's `{'params', 'batch_stats'}` dict (architecture read off its shapes), or
+        None: the model shipped with the package (`srgan_jax/weights/MODEL_CARD.md`).
       image: numpy uint8, uint16 or float ([0, 1]) array shaped (H, W), (H, W, 1), (H, W, 2)
         (gray + alpha), (H, W, 3) or (H, W, 4), or a PIL image (palette, 1-bit and CMYK images
         come back as RGB/RGBA/L).

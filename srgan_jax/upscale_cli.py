@@ -4,12 +4,13 @@
         [--dtype float32|bfloat16] [--ext auto|png|jpg|webp|tiff] [--suffix _x4]
         [--alpha bicubic|model] [--overwrite]
 
-Outputs keep their names (plus the suffix) and, below a folder or glob input, their folder
-structure. Inputs are never overwritten; existing outputs only with --overwrite. A file that cannot
-be read or written gets an error line naming it, the others are still processed, and the exit
-status is 1 with a summary at the end. Consecutive images of the same size go through the model
-as one batch. Bit depth (8/16), gray, alpha and the ICC profile are kept where the output format
-allows; EXIF orientation is applied.
+Without --model or --workdir the model shipped with the package is used (an SRResNet-MSE x4
+generator, `srgan_jax/weights/MODEL_CARD.md`). Outputs keep their names (plus the suffix) and, below
+a folder or glob input, their folder structure. Inputs are never overwritten; existing outputs only
+with --overwrite. A file that cannot be read or written gets an error line naming it, the others are
+still processed, and the exit status is 1 with a summary at the end. Consecutive images of the same
+size go through the model as one batch. Bit depth (8/16), gray, alpha and the ICC profile are kept
+where the output format allows; EXIF orientation is applied.
 """
 from __future__ import annotations
 
@@ -26,12 +27,11 @@ from typing import TextIO
 import numpy as np
 
 from srgan_jax import image_io
-from srgan_jax.inference import Samples, Upscaler, upscale_float
+from srgan_jax.inference import Samples, Upscaler, shipped_model_path, upscale_float
 
 # Extensions that folder inputs contribute and that --ext auto keeps (the writable ones).
 IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
-WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 # Same-size images per model call (the Upscaler splits further by its device memory budget);
 # the pixel cap bounds the host memory of a batch (float32 SR images are 48 bytes per LR pixel).
 MAX_BATCH = 8
@@ -186,17 +186,6 @@ def _fits(batch: list[tuple[Job, image_io.ImageData]], data: image_io.ImageData)
     return same_kind and len(batch) < MAX_BATCH and pixels <= MAX_BATCH_PIXELS
 
 
-def default_model() -> pathlib.Path:
-    """The model shipped in `srgan_jax/weights/`, if the installation has one."""
-    shipped = sorted(WEIGHTS_DIR.glob("*.msgpack")) if WEIGHTS_DIR.is_dir() else []
-    if not shipped:
-        raise FileNotFoundError(
-            f"no model given and none shipped in {WEIGHTS_DIR}: pass --model FILE (see "
-            "`srgan-jax export`) or --workdir DIR (a training workdir)"
-        )
-    return shipped[0]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="srgan-jax upscale",
@@ -206,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True,
                         help="output folder (or file name, for a single input file)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", help="model file written by `srgan-jax export`")
+    source.add_argument("--model", help="model file written by `srgan-jax export` "
+                        "(default: the shipped model)")
     source.add_argument("--workdir", help="training workdir (its latest checkpoint)")
     parser.add_argument("--tile", type=int, help="LR tile side (default: from the memory budget)")
     parser.add_argument("--tile-overlap", type=int,
@@ -226,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        path = args.model or args.workdir or default_model()
+        path = args.model or args.workdir or shipped_model_path()
         upscaler = Upscaler.from_path(path, dtype=args.dtype)
     except (OSError, ValueError) as error:
-        print(f"srgan-jax upscale: {error}", file=sys.stderr)
+        hint = "" if args.model or args.workdir else " (--model FILE or --workdir DIR)"
+        print(f"srgan-jax upscale: {error}{hint}", file=sys.stderr)
         return 1
     overlap = upscaler.receptive_field if args.tile_overlap is None else args.tile_overlap
     if overlap < 0:

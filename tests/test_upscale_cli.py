@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from srgan_jax import image_io, upscale_cli
+from srgan_jax import image_io, inference, upscale_cli
 from srgan_jax.export import ModelConfig, random_variables, save_model
 from srgan_jax.inference import upscale
 
@@ -142,7 +142,7 @@ def test_tiled_and_alpha_options(model, inputs, tmp_path):
 
 
 def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(upscale_cli, "WEIGHTS_DIR", tmp_path / "no_weights")
+    monkeypatch.setattr(inference, "WEIGHTS_DIR", tmp_path / "no_weights")
     assert upscale_cli.main([str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "--model" in err and "--workdir" in err

@@ -1,0 +1,53 @@
+"""The generator shipped in srgan_jax/weights/: installed, loadable, the default of `upscale`, and
+as good on Set5 as its model card says."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srgan_jax
+from srgan_jax import evaluate, export, inference, upscale_cli
+
+MODEL_CARD = inference.WEIGHTS_DIR / "MODEL_CARD.md"
+
+
+def card_row(dataset: str) -> dict[str, float]:
+    """The model card's measured row for `dataset`: bicubic and model PSNR/SSIM."""
+    pattern = rf"^\| {dataset} \| \d+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$"
+    match = re.search(pattern, MODEL_CARD.read_text(), flags=re.MULTILINE)
+    assert match, f"no {dataset} row in {MODEL_CARD}"
+    names = ("bicubic_psnr", "bicubic_ssim", "psnr", "ssim")
+    return dict(zip(names, map(float, match.groups()), strict=True))
+
+
+def test_shipped_model_is_the_papers_generator():
+    path = inference.shipped_model_path()
+    config = export.load_model(path)[0]
+    assert (config.num_blocks, config.channels, config.scale) == (16, 64, 4)
+    assert path.stat().st_size < 8 << 20  # a few MB, float32
+
+
+def test_load_generator_and_upscale_default_to_the_shipped_model():
+    lr = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    shipped = srgan_jax.load_generator()
+    sr = srgan_jax.upscale(None, lr)
+    assert sr.shape == (48, 40, 3) and sr.dtype == np.uint8
+    np.testing.assert_array_equal(sr, srgan_jax.upscale(shipped, lr))
+
+
+def test_cli_upscales_without_a_model_argument(tmp_path):
+    Image.fromarray(np.full((9, 11, 3), 120, np.uint8)).save(tmp_path / "photo.png")
+    assert upscale_cli.main([str(tmp_path / "photo.png"), "-o", str(tmp_path / "out")]) == 0
+    assert Image.open(tmp_path / "out" / "photo_x4.png").size == (44, 36)
+
+
+def test_set5_matches_the_model_card_and_beats_bicubic(shared_data):
+    upscaler = evaluate.gray_via_rgb(srgan_jax.load_generator())
+    measured = evaluate.evaluate_folder(shared_data / "benchmarks" / "Set5", upscaler, scale=4)
+    card = card_row("Set5")
+    assert measured["psnr"] == pytest.approx(card["psnr"], abs=0.01)
+    assert measured["ssim"] == pytest.approx(card["ssim"], abs=1e-4)
+    assert measured["psnr"] > card["bicubic_psnr"] + 0.5

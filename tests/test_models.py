@@ -1,6 +1,7 @@
 """Generator / discriminator: shapes, exact parameter counts, pixel shuffle order, BN and dtypes."""
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,3 +177,24 @@ def test_bfloat16_compute_keeps_float32_params_and_matches_float32():
     d_vars = init(d16, (1, 32, 32, 3))
     assert {x.dtype for x in jax.tree.leaves(d_vars)} == {jnp.dtype(jnp.float32)}
     assert d16.apply(d_vars, jnp.zeros((2, 32, 32, 3))).dtype == jnp.float32
+
+
+def test_icnr_initialised_subpixel_convolution_starts_free_of_checkerboard():
+    """conv + pixel shuffle at ICNR init = a conv followed by nearest-neighbour upsampling."""
+    conv = nn.Conv(4 * 5, (3, 3), kernel_init=models.icnr(nn.initializers.lecun_normal()))
+    x = jnp.asarray(np.random.default_rng(0).random((2, 6, 7, 3)), jnp.float32)
+    variables = conv.init(jax.random.key(0), x)
+    y = np.asarray(models.pixel_shuffle(conv.apply(variables, x), 2))
+    blocks = y.reshape(2, 6, 2, 7, 2, 5)
+    np.testing.assert_array_equal(blocks, np.broadcast_to(blocks[:, :, :1, :, :1], blocks.shape))
+    assert np.std(y) > 0.1  # not trivially uniform
+
+
+def test_generator_upsampling_kernels_use_icnr():
+    params = init(models.Generator(num_blocks=1, channels=8, scale=4), (1, 8, 8, 3))["params"]
+    for name in ("Conv_2", "Conv_3"):  # the two x2 stages
+        kernel = np.asarray(params[name]["kernel"])
+        assert kernel.shape == (3, 3, 8, 32)
+        for k in range(1, 4):
+            np.testing.assert_array_equal(kernel[..., 8 * k : 8 * (k + 1)], kernel[..., :8])
+    assert not np.array_equal(params["Conv_1"]["kernel"][..., :1], params["Conv_1"]["kernel"][..., 1:2])

@@ -5,6 +5,7 @@ import hashlib
 import urllib.request
 from pathlib import Path
 
+import flax.linen as nn
 import h5py
 import jax
 import jax.numpy as jnp
@@ -187,6 +188,22 @@ def test_features_match_float64_numpy(notop_file, full_weights, layer):
     assert ours.shape == ref.shape
     assert ref.max() > 1.0 and (ref == 0).mean() < 0.9  # the check below is not vacuous
     np.testing.assert_allclose(np.asarray(ours), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 9, 7, 2)])
+def test_max_pool_2x2_equals_flax_max_pool_with_its_gradient(shape):
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)  # no ties
+    weights = jnp.asarray(np.random.default_rng(1).random((shape[1] // 2, shape[2] // 2, 1)))
+
+    def flax_pool(x):
+        return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+    for pool in (vgg.max_pool_2x2, flax_pool):
+        assert pool(x).shape == flax_pool(x).shape
+    np.testing.assert_array_equal(vgg.max_pool_2x2(x), flax_pool(x))
+    grads = [jax.grad(lambda x, p=pool: jnp.sum(p(x) * weights))(x)
+             for pool in (vgg.max_pool_2x2, flax_pool)]
+    np.testing.assert_array_equal(*grads)
 
 
 def test_feature_shapes_for_srgan_crops():

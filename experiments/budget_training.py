@@ -39,7 +39,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from srgan_jax import evaluate, export, trainer
+from srgan_jax import evaluate, export, train_state, trainer
 from srgan_jax.inference import Upscaler
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -131,15 +131,6 @@ def train_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, minutes:
     return {"steps": states.step, "wall_s": round(time.perf_counter() - start, 1)}
 
 
-def describe_learning_rate(phase_config: ml_collections.ConfigDict) -> str:
-    """The phase's learning-rate schedule in words, e.g. '0.0005, then 0.0001 from step 1594'."""
-    text = f"{phase_config.learning_rate:g}"
-    decay_step = phase_config.lr_decay_step
-    if decay_step is not None:
-        text += f", then {phase_config.decayed_learning_rate:g} from step {decay_step}"
-    return text
-
-
 def evaluate_models(
     models: dict[str, pathlib.Path], benchmark_dirs: Sequence[pathlib.Path], scale: int
 ) -> dict[str, list[dict[str, Any]]]:
@@ -193,7 +184,7 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
         runs[name] = {
             **train_for(config, train_dir, minutes),
             "budget_minutes": minutes,
-            "learning_rate": describe_learning_rate(config[phase]),
+            "learning_rate": train_state.describe_learning_rate(config, phase),
         }
         models[name] = workdir / f"{name}.msgpack"
         variables = export.checkpoint_variables(str(train_dir))

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -41,21 +42,61 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
     return jnp.dtype(config.dtype)
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, phase: Phase) -> optax.Schedule:
-    """Piecewise-constant rate of `config.<phase>`: `learning_rate`, then `decayed_learning_rate`.
+def learning_rate_points(
+    config: ml_collections.ConfigDict, phase: Phase
+) -> tuple[list[int], list[float]]:
+    """`config.<phase>`'s piecewise-constant rate as (boundaries, rates), len(rates) = len + 1.
 
-    The switch happens after `lr_decay_step` updates of this phase's optimizer (its step count
-    starts at 0 at the start of the phase); `lr_decay_step=None` keeps the first rate throughout.
+    The rate is `learning_rate` until the first of `lr_boundaries`, then the next of `lr_values`
+    at each boundary; boundaries count this phase's updates (its optimizer's step counter starts at
+    0 when the phase starts). The older single switch, `lr_decay_step` and
+    `decayed_learning_rate`, is the same as `lr_boundaries=(lr_decay_step,)`,
+    `lr_values=(decayed_learning_rate,)`; a config may use one form, not both.
     """
-    phase_config = _phase_config(config, phase)
-    initial = optax.constant_schedule(phase_config.learning_rate)
-    decay_step = phase_config.lr_decay_step
-    if decay_step is None:
-        return initial
-    if decay_step <= 0:
-        raise ValueError(f"config.{phase}.lr_decay_step must be positive or None, got {decay_step}")
-    decayed = optax.constant_schedule(phase_config.decayed_learning_rate)
-    return optax.join_schedules([initial, decayed], [decay_step])
+    cfg = _phase_config(config, phase)
+    boundaries = [int(b) for b in cfg.get("lr_boundaries", ())]
+    values = [float(v) for v in cfg.get("lr_values", ())]
+    if cfg.get("lr_decay_step") is not None:
+        if boundaries or values:
+            raise ValueError(
+                f"config.{phase}.lr_decay_step and config.{phase}.lr_boundaries both set a "
+                "schedule; use lr_boundaries/lr_values (set lr_decay_step=None)"
+            )
+        boundaries, values = [int(cfg.lr_decay_step)], [float(cfg.decayed_learning_rate)]
+        field = "lr_decay_step"
+    else:
+        field = "lr_boundaries"
+    if len(boundaries) != len(values):
+        raise ValueError(
+            f"config.{phase}.lr_boundaries {tuple(boundaries)} and config.{phase}.lr_values "
+            f"{tuple(values)} must have the same length"
+        )
+    if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
+        raise ValueError(
+            f"config.{phase}.{field} must be positive and increasing, got {tuple(boundaries)}"
+        )
+    rates = [float(cfg.learning_rate), *values]
+    if not all(np.isfinite(r) and r > 0 for r in rates):
+        raise ValueError(
+            f"config.{phase}.learning_rate and lr_values must be positive numbers, got {rates}"
+        )
+    return boundaries, rates
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, phase: Phase) -> optax.Schedule:
+    """The piecewise-constant learning rate of `phase` (see `learning_rate_points`)."""
+    boundaries, rates = learning_rate_points(config, phase)
+    if not boundaries:
+        return optax.constant_schedule(rates[0])
+    return optax.join_schedules([optax.constant_schedule(r) for r in rates], boundaries)
+
+
+def describe_learning_rate(config: ml_collections.ConfigDict, phase: Phase) -> str:
+    """The schedule in words, e.g. '0.0001, then 1e-05 from update 4000'."""
+    boundaries, rates = learning_rate_points(config, phase)
+    parts = [f"{rates[0]:g}"]
+    parts += [f"{rate:g} from update {b}" for b, rate in zip(boundaries, rates[1:], strict=True)]
+    return ", then ".join(parts)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, phase: Phase) -> optax.GradientTransformation:

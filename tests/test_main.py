@@ -28,14 +28,15 @@ def test_srgan_jax_train_runs_the_config_with_overrides(tmp_path):
 
 
 def test_default_config_is_the_papers_srgan_vgg54_run():
+    from srgan_jax import train_state
     from srgan_jax.configs import default
 
     config = default.get_config()
     assert default.__file__ == main.DEFAULT_CONFIG
     assert (config.pretrain.steps, config.gan.steps) == (1_000_000, 200_000)
     assert (config.pretrain.content_loss, config.gan.content_loss) == ("mse", "vgg54")
-    assert (config.gan.learning_rate, config.gan.decayed_learning_rate) == (1e-4, 1e-5)
-    assert config.gan.lr_decay_step == 100_000
+    assert train_state.learning_rate_points(config, "gan") == ([100_000], [1e-4, 1e-5])
+    assert train_state.learning_rate_points(config, "pretrain") == ([], [1e-4])
     assert (config.batch_size, config.crop_size, config.model.scale) == (16, 96, 4)
 
 

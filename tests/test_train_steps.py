@@ -29,7 +29,8 @@ LEARNING_RATE = 0.01  # both phases, so that one generator state serves both ste
 
 def make_config(**overrides) -> ml_collections.ConfigDict:
     """A tiny single-device SGD config; `overrides` maps dotted field names to values."""
-    phase = {"learning_rate": LEARNING_RATE, "lr_decay_step": None, "decayed_learning_rate": 1e-3}
+    phase = {"learning_rate": LEARNING_RATE, "lr_boundaries": (), "lr_values": (),
+             "lr_decay_step": None, "decayed_learning_rate": 1e-3}
     config = ml_collections.ConfigDict(
         {
             "model": {"num_blocks": NUM_BLOCKS, "channels": CHANNELS, "scale": SCALE},
@@ -216,6 +217,22 @@ def test_eval_step_matches_numpy_metrics(batch, g_state):
     np.testing.assert_allclose(result["ssim"], ssim, rtol=1e-4)
 
 
+def _rates_and_steps(config, updates):
+    """The logged learning rate and the actual parameter step of `updates` constant-gradient
+    updates (SGD, or Adam whose normalised step is then the rate as well)."""
+    state = train_state.TrainState.create(
+        apply_fn=None, params={"w": jnp.zeros(3)}, batch_stats={},
+        tx=train_state.make_optimizer(config, "pretrain"),
+    )
+    rates, steps = [], []
+    for _ in range(updates):
+        new_state = state.apply_gradients(grads={"w": jnp.ones(3)})
+        rates.append(float(train_state.learning_rate(new_state)))
+        steps.append(float(state.params["w"][0] - new_state.params["w"][0]))
+        state = new_state
+    return rates, steps
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_learning_rate_switches_at_the_decay_step(optimizer):
     config = make_config(
@@ -226,19 +243,39 @@ def test_learning_rate_switches_at_the_decay_step(optimizer):
             "pretrain.lr_decay_step": 2,
         },
     )
-    state = train_state.TrainState.create(
-        apply_fn=None, params={"w": jnp.zeros(3)}, batch_stats={},
-        tx=train_state.make_optimizer(config, "pretrain"),
-    )
-    grads = {"w": jnp.ones(3)}  # constant: Adam's normalised step is then lr as well
-    rates, steps = [], []
-    for _ in range(4):
-        new_state = state.apply_gradients(grads=grads)
-        rates.append(float(train_state.learning_rate(new_state)))
-        steps.append(float(state.params["w"][0] - new_state.params["w"][0]))
-        state = new_state
+    rates, steps = _rates_and_steps(config, 4)
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01], rtol=1e-7)
     np.testing.assert_allclose(steps, [0.1, 0.1, 0.01, 0.01], rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_piecewise_constant_learning_rate(optimizer):
+    config = make_config(
+        optimizer_name=optimizer,
+        **{"pretrain.learning_rate": 0.1, "pretrain.lr_boundaries": (1, 3),
+           "pretrain.lr_values": (0.01, 0.001)},
+    )
+    rates, steps = _rates_and_steps(config, 5)
+    expected = [0.1, 0.01, 0.01, 0.001, 0.001]
+    np.testing.assert_allclose(rates, expected, rtol=1e-7)
+    np.testing.assert_allclose(steps, expected, rtol=1e-4)
+    assert train_state.describe_learning_rate(config, "pretrain") == (
+        "0.1, then 0.01 from update 1, then 0.001 from update 3"
+    )
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": ()}, "same length"),
+    ({"pretrain.lr_boundaries": (5, 5), "pretrain.lr_values": (1e-3, 1e-4)}, "increasing"),
+    ({"pretrain.lr_boundaries": (0,), "pretrain.lr_values": (1e-3,)}, "lr_boundaries"),
+    ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": (1e-3,),
+      "pretrain.lr_decay_step": 2}, "both set"),
+    ({"pretrain.learning_rate": float("nan")}, "positive numbers"),
+    ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": (-1.0,)}, "positive numbers"),
+])
+def test_bad_schedules_are_named(overrides, message):
+    with pytest.raises(ValueError, match=f"config.pretrain.*{message}|{message}.*config.pretrain"):
+        train_state.learning_rate_schedule(make_config(**overrides), "pretrain")
 
 
 @pytest.mark.parametrize(("clip", "grad", "expected"), [

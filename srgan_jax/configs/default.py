@@ -11,7 +11,7 @@ several folders).
     python -m srgan_jax.main --workdir=/tmp/srgan_vgg54 --config=srgan_jax/configs/default.py
 
 Steps are global: the GAN phase runs steps pretrain.steps .. pretrain.steps + gan.steps, while
-each phase's `lr_decay_step` counts from the start of its own phase (its optimizer's counter).
+each phase's `lr_boundaries` count from the start of its own phase (its optimizer's counter).
 """
 
 import ml_collections
@@ -46,7 +46,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrain.steps = 1_000_000
     config.pretrain.content_loss = "mse"
     config.pretrain.learning_rate = 1e-4
-    config.pretrain.lr_decay_step = placeholder(int)  # None: constant lr
+    # Piecewise constant: learning_rate, then lr_values[k] from update lr_boundaries[k] of the
+    # phase (e.g. `--config.pretrain.lr_boundaries='(4000,)' --config.pretrain.lr_values='(1e-5,)'`).
+    config.pretrain.lr_boundaries = ()
+    config.pretrain.lr_values = ()
+    # The older single-switch form of the same (one boundary); None when lr_boundaries is used.
+    config.pretrain.lr_decay_step = placeholder(int)
     config.pretrain.decayed_learning_rate = 1e-5
 
     config.gan = ml_collections.ConfigDict()
@@ -54,7 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.content_loss = "vgg54"
     config.gan.adversarial_weight = 1e-3
     config.gan.learning_rate = 1e-4
-    config.gan.lr_decay_step = 100_000
+    config.gan.lr_boundaries = (100_000,)
+    config.gan.lr_values = (1e-5,)
+    config.gan.lr_decay_step = placeholder(int)
     config.gan.decayed_learning_rate = 1e-5
     # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
     # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.

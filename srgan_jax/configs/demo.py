@@ -34,12 +34,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrain.steps = 1000
     config.pretrain.content_loss = "mse"
     config.pretrain.learning_rate = 1e-3
-    config.pretrain.lr_decay_step = 800
-    config.pretrain.decayed_learning_rate = 1e-4
+    config.pretrain.lr_boundaries = (800,)
+    config.pretrain.lr_values = (1e-4,)
     config.gan.steps = 60
     config.gan.content_loss = "mse"
     config.gan.learning_rate = 1e-4
-    config.gan.lr_decay_step = None
+    config.gan.lr_boundaries = config.gan.lr_values = ()
 
     config.data.source = "demo"
     config.log_every = 50

@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.steps = 4
     config.gan.content_loss = "mse"
     config.gan.learning_rate = 1e-4
-    config.gan.lr_decay_step = None
+    config.gan.lr_boundaries = config.gan.lr_values = ()
 
     config.data.source = "demo"
     config.data.prefetch = 1

@@ -8,13 +8,15 @@ Sources (`make_source`, selected by `config.data.source`):
 * ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory. TensorFlow is
   imported only on this path, and is kept off the accelerators.
 
-A training example is a random `crop_size` HR crop of an image chosen uniformly, turned by one of
-the eight flips/rotations, with its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop,
-the benchmark protocol) or cut from the dataset's own LR image at the aligned place. LR comes out in
-[0, 1] and HR in [-1, 1], as float32.
+A training example is a random `crop_size` HR crop of an image, turned by one of the eight
+flips/rotations, with its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop, the
+benchmark protocol) or cut from the dataset's own LR image at the aligned place. The examples of one
+batch come from distinct images while the source has enough of them, as in the paper. LR comes out
+in [0, 1] and HR in [-1, 1], as float32.
 
-Batches are a pure function of (seed, step): example `k` of the global batch at `step` draws all its
-randomness from `np.random.default_rng([seed, step, k])`. Each host computes only its own examples,
+Batches are a pure function of (seed, step): the batch's images are a permutation drawn from
+`np.random.default_rng([seed, step])`, and example `k` of the global batch draws its crop and
+transform from `np.random.default_rng([seed, step, k])`. Each host computes only its own examples,
 so the hosts' shares partition the same global batch whatever the process count, and the iterator
 position is just the step: `get_state()` / `set_state()` resume exactly, and prefetching (in
 background threads) cannot change the stream.
@@ -249,6 +251,7 @@ class TrainIterator:
         self.source = source
         self._usable = usable
         self.crop_size, self.scale, self.seed, self.layout = crop_size, scale, seed, layout
+        self.global_batch_size = global_batch_size
         self.local_batch_size = global_batch_size // process_count
         self._first_example = process_index * self.local_batch_size
         self._device_shape = ((local_device_count, self.local_batch_size // local_device_count)
@@ -258,9 +261,19 @@ class TrainIterator:
         self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
         self._step = 0
 
-    def _example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        """One uint8 HR crop and, for sources with LR images, its aligned uint8 LR crop."""
-        index = int(self._usable[rng.integers(len(self._usable))])
+    def image_indices(self, step: int) -> np.ndarray:
+        """The source images of the global batch `step`, one per example: distinct images (as the
+        paper's batches are), drawn without replacement while the source has enough of them."""
+        rng = np.random.default_rng([self.seed, step])
+        count, available = self.global_batch_size, len(self._usable)
+        rounds = [rng.permutation(available) for _ in range(-(-count // available))]
+        return self._usable[np.concatenate(rounds)[:count]]
+
+    def _example(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One uint8 HR crop of image `index` and, for sources with LR images, its aligned uint8
+        LR crop, at a random place and under one of the eight flips/rotations."""
         crop, scale = self.crop_size, self.scale
         if self.source.lr is None:
             image = self.source.hr[index]
@@ -280,8 +293,10 @@ class TrainIterator:
 
     def batch(self, step: int) -> Batch:
         """This host's share of the global batch number `step` (a pure function of seed, step)."""
-        examples = [self._example(np.random.default_rng([self.seed, step, self._first_example + j]))
-                    for j in range(self.local_batch_size)]
+        first = self._first_example
+        indices = self.image_indices(step)[first:first + self.local_batch_size]
+        examples = [self._example(int(index), np.random.default_rng([self.seed, step, first + j]))
+                    for j, index in enumerate(indices)]
         hr = np.stack([hr for hr, _ in examples])
         lr = np.stack([degrade(hr, self.scale) if lr is None else lr for hr, lr in examples])
         return {

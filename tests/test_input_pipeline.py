@@ -378,3 +378,15 @@ def test_demo_set_is_deterministic_and_detailed():
     assert len(validation) == 4 and not any(np.array_equal(validation[0], t) for t in train)
     with pytest.raises(ValueError, match="split"):
         demo_data.demo_images("test")
+
+
+@pytest.mark.parametrize("images,batch", [(20, 16), (5, 16)])
+def test_batches_draw_distinct_images_while_there_are_enough(images, batch):
+    source = coordinate_source([(CROP + k, CROP + 3) for k in range(images)])
+    it = iterator(source, global_batch_size=batch)
+    for step in range(5):
+        chosen = [int(to_uint8_hr(hr)[0, 0, 2]) for hr in it.batch(step)["hr"]]
+        counts = np.bincount(chosen, minlength=images)
+        # Each image once per round of `images` examples: at most ceil(batch / images) times.
+        assert counts.max() <= -(-batch // images) and counts.min() >= batch // images
+    assert not np.array_equal(it.image_indices(0), it.image_indices(1))

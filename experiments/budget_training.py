@@ -1,16 +1,16 @@
 """Trains SRResNet-MSE (then optionally SRGAN-MSE from it) for a fixed wall-clock budget.
 
-The training is the package's own: `srgan_jax.trainer.train_and_evaluate` with a config from
-`srgan_jax/configs/` (default `srresnet_mse.py`, overridable with `--config.field=value`), on the
-T91 + BSD200 images of a folder source. When a phase's budget is spent, the script sends itself
-SIGTERM, which the trainer handles as it handles a preemption: it finishes the current step, saves
-a checkpoint and returns. The budget therefore includes compilation and the first step.
+The training is the package's own: `srgan_jax.training.trainer.train_and_evaluate` with a config
+from `srgan_jax/configs/` (default `srresnet_mse.py`, overridable with `--config.field=value`), on
+the T91 + BSD200 images of a folder source. When a phase's budget is spent, the script sends itself
+SIGTERM, which the trainer handles as it handles a preemption: it finishes the current step, saves a
+checkpoint and returns. The budget therefore includes compilation and the first step.
 
-Each trained generator is exported as a model file (`srgan_jax.export`) and evaluated on
-Set5/Set14/BSD100 (Y channel, 4-pixel border, MATLAB bicubic degradation: `srgan_jax.evaluate`)
-next to bicubic. Everything lands in `--workdir`: `srresnet/` and `srgan/` (training workdirs,
-TensorBoard events, samples), `srresnet_mse.msgpack` / `srgan_mse.msgpack`, `results.md` (the
-table with steps, wall time and device) and `results.json`.
+Each trained generator is exported as a model file (`srgan_jax.upscaling.model_file`) and evaluated
+on Set5/Set14/BSD100 (Y channel, 4-pixel border, MATLAB bicubic degradation:
+`srgan_jax.evaluation.evaluate`) next to bicubic. Everything lands in `--workdir`: `srresnet/` and
+`srgan/` (training workdirs, TensorBoard events, samples), `srresnet_mse.msgpack` /
+`srgan_mse.msgpack`, `results.md` (the table with steps, wall time and device) and `results.json`.
 
     python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8
     python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8 \
@@ -39,8 +39,10 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from srgan_jax import evaluate, export, train_state, trainer
-from srgan_jax.inference import Upscaler
+from srgan_jax.evaluation import evaluate
+from srgan_jax.training import train_state, trainer
+from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling.inference import Upscaler
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -134,7 +136,7 @@ def train_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, minutes:
 def evaluate_models(
     models: dict[str, pathlib.Path], benchmark_dirs: Sequence[pathlib.Path], scale: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """Bicubic and each model file on every benchmark folder (srgan_jax.evaluate's protocol)."""
+    """Bicubic and each model file on every benchmark folder (`srgan-jax evaluate`'s protocol)."""
     methods = {"bicubic": evaluate.bicubic_upscaler(scale)}
     for name, path in models.items():
         methods[name] = evaluate.gray_via_rgb(Upscaler.from_path(path))

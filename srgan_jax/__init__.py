@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Generator": "srgan_jax.models",
     "Discriminator": "srgan_jax.models",
-    "upscale": "srgan_jax.inference",
-    "load_generator": "srgan_jax.inference",
-    "Upscaler": "srgan_jax.inference",
+    "upscale": "srgan_jax.upscaling.inference",
+    "load_generator": "srgan_jax.upscaling.inference",
+    "Upscaler": "srgan_jax.upscaling.inference",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -10,9 +10,11 @@ import sys
 
 COMMANDS = {
     "train": ("srgan_jax.main", "train a model (same as python -m srgan_jax.main)"),
-    "evaluate": ("srgan_jax.evaluate", "Y-channel PSNR/SSIM of bicubic or a model on folders"),
-    "upscale": ("srgan_jax.upscale_cli", "upscale image files and folders of any size"),
-    "export": ("srgan_jax.export", "write a trained generator to one model file"),
+    "evaluate": (
+        "srgan_jax.evaluation.evaluate", "Y-channel PSNR/SSIM of bicubic or a model on folders"
+    ),
+    "upscale": ("srgan_jax.upscaling.upscale_cli", "upscale image files and folders of any size"),
+    "export": ("srgan_jax.upscaling.model_file", "write a trained generator to one model file"),
 }
 
 

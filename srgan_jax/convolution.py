@@ -124,10 +124,29 @@ def _filter_gradient_xla(x, w, dy, *, strides, pads, precision):
     return filter_vjp(dy)[0]
 
 
-def filter_gradient_taps(x, w, dy, *, strides, pads, precision=None):
+def filter_gradient_taps(
+    x: jax.Array,
+    w: jax.Array,
+    dy: jax.Array,
+    *,
+    strides: tuple[int, int],
+    pads: Padding,
+    precision: Any = None,
+) -> jax.Array:
+    """dL/dW of an NHWC/HWIO convolution as one matrix product per kernel tap.
+
+    Output pixel (h, w) reads input pixel (h*sh + i, w*sw + j) of the padded input through tap
+    (i, j), so `dW[i, j] = window(i, j)^T @ dy`: a [C_in, N*H*W] by [N*H*W, C_out] product for
+    each of the kh*kw taps, where window(i, j) holds the padded input pixels that tap read.
+    """
     kh, kw, c_in, c_out = w.shape
     (sh, sw), (out_h, out_w) = strides, dy.shape[1:3]
     padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     dy_flat = dy.reshape(-1, c_out)
-    taps = [[jnp.matmul(padded[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw].reshape(-1, c_in).T, dy_flat, precision=precision) for j in range(kw)] for i in range(kh)]
-    return jnp.stack([jnp.stack(row) for row in taps]).astype(w.dtype)
+
+    def tap(i: int, j: int) -> jax.Array:
+        window = padded[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
+        return jnp.matmul(window.reshape(-1, c_in).T, dy_flat, precision=precision)
+
+    rows = [jnp.stack([tap(i, j) for j in range(kw)]) for i in range(kh)]
+    return jnp.stack(rows).astype(w.dtype)

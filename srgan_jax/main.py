@@ -1,8 +1,9 @@
 """Trains SRResNet/SRGAN: `python -m srgan_jax.main --workdir DIR [--config FILE] [--config.x=v]`.
 
 Intentionally short, like flax's examples/imagenet: flags and logging here, the training itself in
-`srgan_jax.trainer.train_and_evaluate` so that notebooks and tests can call it directly. The same
-entry point is `srgan-jax train ...`. Running again with the same `--workdir` resumes the run.
+`srgan_jax.training.trainer.train_and_evaluate` so that notebooks and tests can call it directly.
+The same entry point is `srgan-jax train ...`. Running again with the same `--workdir` resumes the
+run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from srgan_jax import parallel, trainer
+from srgan_jax.training import parallel, trainer
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
 

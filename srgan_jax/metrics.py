@@ -12,7 +12,7 @@ Conventions (those of the MATLAB scripts behind the published tables):
   the mean of the per-channel SSIMs.
 
 The metrics do not quantize; the published pipeline stores SR images as uint8 first, which
-`srgan_jax.evaluate` does before measuring (see `srgan_jax.imresize.im2uint8`).
+`srgan_jax.evaluation.evaluate` does before measuring (see `srgan_jax.imresize.im2uint8`).
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def test_budget_training_trains_exports_evaluates_and_resumes(shared_data, tmp_p
     first = run_budget(tmp_path, shared_data, "--pretrain_minutes=0.2", "--gan_minutes=0.1")
     runs = first["runs"]
     assert runs["srresnet_mse"]["steps"] > 0 and runs["srgan_mse"]["steps"] > 0
-    assert runs["srresnet_mse"]["learning_rate"] == "0.003, then 0.0001 from step 5"
+    assert runs["srresnet_mse"]["learning_rate"] == "0.003, then 0.0001 from update 5"
     assert {path.name for path in tmp_path.glob("*.msgpack")} == {
         "srresnet_mse.msgpack", "srgan_mse.msgpack"
     }

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from srgan_jax import checkpoints
+from srgan_jax.training import checkpoints
 
 
 def _config(num_blocks: int = 2, crop_size: int = 32) -> ml_collections.ConfigDict:
@@ -131,7 +131,7 @@ _KILL_MID_SAVE = textwrap.dedent(
     """
     import os, signal, sys
     import jax, ml_collections, numpy as np
-    from srgan_jax import checkpoints
+    from srgan_jax.training import checkpoints
     config = ml_collections.ConfigDict(
         {"model": {"num_blocks": 2, "channels": 8, "scale": 4}, "crop_size": 32})
     def ckpt(step, n):

@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax import parallel, train, train_state, trainer, vgg
+from srgan_jax import vgg
 from srgan_jax.configs import test as test_config
+from srgan_jax.training import parallel, train_state, trainer
+from srgan_jax.training import steps as train
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 PRETRAIN_STEPS, GAN_STEPS = 5, 3

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from srgan_jax.device_prefetch import DevicePrefetcher
+from srgan_jax.training.device_prefetch import DevicePrefetcher
 
 
 class CountingIterator:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_jax import evaluate
+from srgan_jax.evaluation import evaluate
 from srgan_jax.imresize import degrade, im2uint8, modcrop
 from srgan_jax.metrics import psnr, ssim
 

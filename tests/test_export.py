@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from srgan_jax import checkpoints, export
-from srgan_jax.export import ModelConfig, ModelFileError, load_model, random_variables, save_model
-from srgan_jax.inference import Upscaler, upscale
+from srgan_jax.training import checkpoints
+from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling.inference import Upscaler, upscale
+from srgan_jax.upscaling.model_file import (
+    ModelConfig,
+    ModelFileError,
+    load_model,
+    random_variables,
+    save_model,
+)
 
 TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 PSNRS = {1: 20.0, 2: 30.0, 3: 25.0}  # step -> validation PSNR: best is 2, latest is 3

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import srgan_jax
-from srgan_jax import inference
-from srgan_jax.export import ModelConfig, random_variables, save_model
 from srgan_jax.imresize import imresize
-from srgan_jax.inference import Upscaler, upscale
+from srgan_jax.upscaling import inference
+from srgan_jax.upscaling.inference import Upscaler, upscale
+from srgan_jax.upscaling.model_file import ModelConfig, random_variables, save_model
 
 TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 LUMA = np.array([0.299, 0.587, 0.114])

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from srgan_jax import demo_data, image_io
-from srgan_jax import input_pipeline as ip
+from srgan_jax import image_io
+from srgan_jax.data import demo_data
+from srgan_jax.data import input_pipeline as ip
 from srgan_jax.imresize import degrade, modcrop
 
 CROP, SCALE = 48, 4

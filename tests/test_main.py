@@ -28,8 +28,8 @@ def test_srgan_jax_train_runs_the_config_with_overrides(tmp_path):
 
 
 def test_default_config_is_the_papers_srgan_vgg54_run():
-    from srgan_jax import train_state
     from srgan_jax.configs import default
+    from srgan_jax.training import train_state
 
     config = default.get_config()
     assert default.__file__ == main.DEFAULT_CONFIG

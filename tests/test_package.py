@@ -5,7 +5,8 @@ import sys
 import pytest
 
 import srgan_jax
-from srgan_jax import cli, inference, models
+from srgan_jax import cli, models
+from srgan_jax.upscaling import inference
 
 
 def test_public_names_resolve_to_their_modules():

@@ -12,7 +12,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from srgan_jax import models, parallel, train, train_state
+from srgan_jax import models
+from srgan_jax.training import parallel, train_state
+from srgan_jax.training import steps as train
 from srgan_jax.vgg import random_vgg19_params
 
 DEVICES = 8

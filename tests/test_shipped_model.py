@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 import srgan_jax
-from srgan_jax import evaluate, export, inference, upscale_cli
+from srgan_jax.evaluation import evaluate
+from srgan_jax.upscaling import inference, upscale_cli
+from srgan_jax.upscaling import model_file as export
 
 MODEL_CARD = inference.WEIGHTS_DIR / "MODEL_CARD.md"
 

@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax.export import ModelConfig, random_variables
-from srgan_jax.inference import Upscaler
-from srgan_jax.tiling import plan_tiles, receptive_field_radius, split_axis, upscale_tiled
+from srgan_jax.upscaling.inference import Upscaler
+from srgan_jax.upscaling.model_file import ModelConfig, random_variables
+from srgan_jax.upscaling.tiling import plan_tiles, receptive_field_radius, split_axis, upscale_tiled
 
 TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 

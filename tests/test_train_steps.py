@@ -15,8 +15,10 @@ import numpy as np
 import optax
 import pytest
 
-from srgan_jax import metrics, train, train_state
+from srgan_jax import metrics
 from srgan_jax.models import Discriminator, Generator
+from srgan_jax.training import steps as train
+from srgan_jax.training import train_state
 from srgan_jax.vgg import VGG19Features, random_vgg19_params
 
 SCALE = 2
@@ -245,6 +247,9 @@ def test_learning_rate_switches_at_the_decay_step(optimizer):
     )
     rates, steps = _rates_and_steps(config, 4)
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01], rtol=1e-7)
+    # The older single switch replaces lr_boundaries/lr_values, as a command line meant it to.
+    config.pretrain.lr_boundaries, config.pretrain.lr_values = (1,), (0.5,)
+    assert _rates_and_steps(config, 4)[0] == pytest.approx([0.1, 0.1, 0.01, 0.01])
     np.testing.assert_allclose(steps, [0.1, 0.1, 0.01, 0.01], rtol=1e-5)
 
 
@@ -268,8 +273,6 @@ def test_piecewise_constant_learning_rate(optimizer):
     ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": ()}, "same length"),
     ({"pretrain.lr_boundaries": (5, 5), "pretrain.lr_values": (1e-3, 1e-4)}, "increasing"),
     ({"pretrain.lr_boundaries": (0,), "pretrain.lr_values": (1e-3,)}, "lr_boundaries"),
-    ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": (1e-3,),
-      "pretrain.lr_decay_step": 2}, "both set"),
     ({"pretrain.learning_rate": float("nan")}, "positive numbers"),
     ({"pretrain.lr_boundaries": (5,), "pretrain.lr_values": (-1.0,)}, "positive numbers"),
 ])

@@ -23,8 +23,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
 
-from srgan_jax import checkpoints, demo_data, trainer, vgg
+from srgan_jax import vgg
 from srgan_jax.configs import test as test_config
+from srgan_jax.data import demo_data
+from srgan_jax.training import checkpoints, trainer
 
 CONFIG_FILE = test_config.__file__
 CONFIG = test_config.get_config()

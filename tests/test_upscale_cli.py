@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from srgan_jax import image_io, inference, upscale_cli
-from srgan_jax.export import ModelConfig, random_variables, save_model
-from srgan_jax.inference import upscale
+from srgan_jax import image_io
+from srgan_jax.upscaling import inference, upscale_cli
+from srgan_jax.upscaling.inference import upscale
+from srgan_jax.upscaling.model_file import ModelConfig, random_variables, save_model
 
 TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 RNG = np.random.default_rng(0)

@@ -36,10 +36,10 @@ def measure(args: argparse.Namespace) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from flops import inference_flops_per_output_pixel
 
-    from srgan_jax.flops import inference_flops_per_output_pixel
-    from srgan_jax.inference import Upscaler, upscale
     from srgan_jax.models import Generator
+    from srgan_jax.upscaling.inference import Upscaler, upscale
 
     height, width = (int(v) for v in args.size.split("x"))
     model = Generator(num_blocks=args.num_blocks, channels=args.channels, scale=4)

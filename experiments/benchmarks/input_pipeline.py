@@ -17,7 +17,7 @@ import argparse
 import pathlib
 import time
 
-from srgan_jax import input_pipeline
+from srgan_jax.data import input_pipeline
 
 DEFAULT_FOLDER = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "train" / "T91"
 

@@ -1,11 +1,11 @@
 """Training-step speed: steps/s and images/s, analytic FLOPs and the fraction of the device's peak.
 
-Times `srgan_jax.train.pretrain_step` (SRResNet with the pixel MSE, the peer's `srresnet` mode)
-and `gan_step` (SRGAN with the VGG54 content loss on random VGG weights, the peer's `srgan` mode;
---content-loss vgg22 for the cheaper variant),
-compiled as the trainer compiles them (`srgan_jax.parallel`, donated states), for every
-combination of --steps x --batch-sizes x --dtypes. Batches are fixed random arrays already on the
-device (no input pipeline), as in the PyTorch peer `../shared/peer/torch_srgan_ref.py`.
+Times `srgan_jax.training.steps.pretrain_step` (SRResNet with the pixel MSE, the peer's `srresnet`
+mode) and `gan_step` (SRGAN with the VGG54 content loss on random VGG weights, the peer's `srgan`
+mode; --content-loss vgg22 for the cheaper variant), compiled as the trainer compiles them
+(`srgan_jax.training.parallel`, donated states), for every combination of --steps x --batch-sizes x
+--dtypes. Batches are fixed random arrays already on the device (no input pipeline), as in the
+PyTorch peer `../shared/peer/torch_srgan_ref.py`.
 
 Each configuration: one call that compiles, --warmup untimed steps, then --iters steps issued
 back to back (the way the trainer runs: it never waits for a step) and one wait at the end; the
@@ -31,13 +31,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import flops
 import jax
 import numpy as np
 
-from srgan_jax import flops, train, vgg
-from srgan_jax import parallel as parallel_lib
-from srgan_jax import train_state as train_state_lib
+from srgan_jax import vgg
 from srgan_jax.configs import default as default_config
+from srgan_jax.training import parallel as parallel_lib
+from srgan_jax.training import steps as train
+from srgan_jax.training import train_state as train_state_lib
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 PEER_MODES = {"pretrain": "srresnet", "gan": "srgan"}

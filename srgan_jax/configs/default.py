@@ -17,7 +17,7 @@ each phase's `lr_boundaries` count from the start of its own phase (its optimize
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from srgan_jax import input_pipeline
+from srgan_jax.data import input_pipeline
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,10 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrain.content_loss = "mse"
     config.pretrain.learning_rate = 1e-4
     # Piecewise constant: learning_rate, then lr_values[k] from update lr_boundaries[k] of the
-    # phase (e.g. `--config.pretrain.lr_boundaries='(4000,)' --config.pretrain.lr_values='(1e-5,)'`).
+    # phase, e.g. --config.pretrain.lr_boundaries='(4000,)' --config.pretrain.lr_values='(1e-5,)'.
     config.pretrain.lr_boundaries = ()
     config.pretrain.lr_values = ()
-    # The older single-switch form of the same (one boundary); None when lr_boundaries is used.
+    # The older single-switch form (one boundary); when set, it replaces lr_boundaries/lr_values.
     config.pretrain.lr_decay_step = placeholder(int)
     config.pretrain.decayed_learning_rate = 1e-5
 

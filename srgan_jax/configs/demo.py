@@ -3,7 +3,7 @@
 Both phases of the paper's recipe, shrunk: an SRResNet with 4 residual blocks of 32 channels is
 pre-trained with the pixel MSE, then trained as SRGAN against the discriminator on 32x32 HR crops
 (briefly: on a CPU a GAN step costs about 20 pre-training steps), all on the built-in procedural
-demo images (`srgan_jax.demo_data`, no download). The GAN phase uses the MSE content loss
+demo images (`srgan_jax.data.demo_data`, no download). The GAN phase uses the MSE content loss
 (SRGAN-MSE): a VGG loss needs the ImageNet VGG19 weights, which an offline machine does not have
 (`--config.gan.content_loss=vgg54 --config.vgg.random_weights=True` runs that code path with
 random VGG weights, as a smoke test only).

@@ -126,7 +126,7 @@ def gan_step_flops(
     scale: int = 4,
     vgg_layer: str | None = "phi_5_4",
 ) -> int:
-    """One SRGAN update (`srgan_jax.train.gan_step`): D on real and fake, then G through D."""
+    """One SRGAN update (`srgan_jax.training.steps.gan_step`): D on real and fake, then G via D."""
     d = discriminator_layers(hr_side)
     d_update = 2 * (forward(d) + backward(d, input_grad=False, weight_grad=True))
     g_through_d = forward(d) + backward(d, input_grad=True, weight_grad=False)

@@ -1,4 +1,4 @@
-"""Runs the pure steps of `srgan_jax.train` data-parallel, as `config.parallelism` says.
+"""Runs the pure steps of `srgan_jax.training.steps` data-parallel, as `config.parallelism` says.
 
 * 'pmap' (default, the design card's choice): `jax.pmap` over this host's devices. States are
   replicated with a leading device axis, batches are `[local_devices, per_device, ...]`, and the

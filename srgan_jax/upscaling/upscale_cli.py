@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from srgan_jax import image_io
-from srgan_jax.inference import Samples, Upscaler, shipped_model_path, upscale_float
+from srgan_jax.upscaling.inference import Samples, Upscaler, shipped_model_path, upscale_float
 
 # Extensions that folder inputs contribute and that --ext auto keeps (the writable ones).
 IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)

@@ -192,7 +192,7 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
 
 def checkpoint_variables(workdir: str, step: int | None = None, best: bool = False) -> Variables:
     """Generator variables of a training workdir's checkpoint: latest, `step`, or best PSNR."""
-    from srgan_jax import checkpoints  # orbax: only for workdirs, not for model files
+    from srgan_jax.training import checkpoints  # orbax: only for workdirs, not for model files
 
     if best:
         step = checkpoints.best_step(workdir)

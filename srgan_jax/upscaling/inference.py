@@ -1,7 +1,7 @@
 """Upscaling images with a trained generator: `Upscaler`, `load_generator` and `upscale`.
 
-`Upscaler` is the float core: [0, 1] RGB in, [0, 1] RGB out, jit-compiled (XLA caches one
-executable per input shape), BN in inference mode, and tiled (see `srgan_jax.tiling`) whenever an
+`Upscaler` is the float core: [0, 1] RGB in, [0, 1] RGB out, jit-compiled (XLA caches one executable
+per input shape), BN in inference mode, and tiled (see `srgan_jax.upscaling.tiling`) whenever an
 image does not fit the memory budget. `upscale` is the one-call API on top of it for real images:
 numpy uint8/uint16/float arrays or PIL images, gray, RGB or with alpha, returned in the same kind.
 
@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from srgan_jax import export, metrics
-from srgan_jax.export import ModelConfig, Variables
-from srgan_jax.tiling import receptive_field_radius, upscale_tiled
+from srgan_jax import metrics
+from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling.model_file import ModelConfig, Variables
+from srgan_jax.upscaling.tiling import receptive_field_radius, upscale_tiled
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 ALPHA_MODES = ("bicubic", "model")
@@ -34,7 +35,7 @@ PROBE_SIZE = 64  # LR side of the shape whose compiled memory use calibrates the
 # std::bad_alloc beyond about 2e7 (a 16-channel model: 1100x1100 x4 runs, 1175x1175 x4 aborts).
 MAX_OUTPUT_PIXELS = 1 << 23
 # The generator shipped with the package (`srgan_jax/weights/MODEL_CARD.md` says how it was made).
-WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_MODEL = "srresnet_mse_x4.msgpack"
 
 

@@ -31,19 +31,13 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from srgan_jax import (
-    checkpoints,
-    device_prefetch,
-    input_pipeline,
-    metric_writers,
-    metrics,
-    models,
-    train,
-    vgg,
-)
-from srgan_jax import parallel as parallel_lib
-from srgan_jax import train_state as train_state_lib
+from srgan_jax import metrics, models, vgg
+from srgan_jax.data import input_pipeline
 from srgan_jax.imresize import imresize
+from srgan_jax.training import checkpoints, device_prefetch, metric_writers
+from srgan_jax.training import parallel as parallel_lib
+from srgan_jax.training import steps as train
+from srgan_jax.training import train_state as train_state_lib
 
 PHASES = ("pretrain", "gan")
 SAMPLE_SIZE = 384  # sample strips show at most the central SAMPLE_SIZE^2 pixels of each panel

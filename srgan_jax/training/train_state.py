@@ -49,22 +49,17 @@ def learning_rate_points(
 
     The rate is `learning_rate` until the first of `lr_boundaries`, then the next of `lr_values`
     at each boundary; boundaries count this phase's updates (its optimizer's step counter starts at
-    0 when the phase starts). The older single switch, `lr_decay_step` and
-    `decayed_learning_rate`, is the same as `lr_boundaries=(lr_decay_step,)`,
-    `lr_values=(decayed_learning_rate,)`; a config may use one form, not both.
+    0 when the phase starts). The older single switch, `lr_decay_step` (when not None) with
+    `decayed_learning_rate`, replaces them: it is `lr_boundaries=(lr_decay_step,)`,
+    `lr_values=(decayed_learning_rate,)`, so that command lines written for it keep their meaning.
     """
     cfg = _phase_config(config, phase)
-    boundaries = [int(b) for b in cfg.get("lr_boundaries", ())]
-    values = [float(v) for v in cfg.get("lr_values", ())]
     if cfg.get("lr_decay_step") is not None:
-        if boundaries or values:
-            raise ValueError(
-                f"config.{phase}.lr_decay_step and config.{phase}.lr_boundaries both set a "
-                "schedule; use lr_boundaries/lr_values (set lr_decay_step=None)"
-            )
         boundaries, values = [int(cfg.lr_decay_step)], [float(cfg.decayed_learning_rate)]
         field = "lr_decay_step"
     else:
+        boundaries = [int(b) for b in cfg.get("lr_boundaries", ())]
+        values = [float(v) for v in cfg.get("lr_values", ())]
         field = "lr_boundaries"
     if len(boundaries) != len(values):
         raise ValueError(

@@ -143,7 +143,9 @@ def markdown_table(results: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from srgan_jax.inference import Upscaler  # lazy: bicubic evaluation needs no model stack
+    from srgan_jax.upscaling.inference import (
+        Upscaler,  # lazy: bicubic evaluation needs no model stack
+    )
 
     return Upscaler.from_path(args.model or args.workdir, dtype=args.dtype)
 

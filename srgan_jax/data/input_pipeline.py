@@ -4,7 +4,7 @@ Sources (`make_source`, selected by `config.data.source`):
 
 * ``'folder'``: image files found recursively under `config.data.train_dirs` (or `eval_dirs`),
   decoded once into host memory as uint8 when they fit in `config.data.cache_bytes`;
-* ``'demo'``: the procedural textures of `srgan_jax.demo_data` (no download);
+* ``'demo'``: the procedural textures of `srgan_jax.data.demo_data` (no download);
 * ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory. TensorFlow is
   imported only on this path, and is kept off the accelerators.
 
@@ -34,7 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import ml_collections
 import numpy as np
 
-from srgan_jax import demo_data, image_io
+from srgan_jax import image_io
+from srgan_jax.data import demo_data
 from srgan_jax.imresize import degrade, modcrop
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -155,7 +156,7 @@ def folder_source(
 
 
 def demo_source(split: str = "train") -> ImageSource:
-    """The built-in procedural textures (`srgan_jax.demo_data`)."""
+    """The built-in procedural textures (`srgan_jax.data.demo_data`)."""
     images = demo_data.demo_images(split)
     names = tuple(f"demo/{split}/{i}" for i in range(len(images)))
     return ImageSource(f"demo ({split})", images, names, tuple(i.shape[:2] for i in images))

@@ -5,7 +5,7 @@ and a dict of float32 scalar metrics. They know nothing about devices: run under
 `shard_map`) with `axis_name` set, gradients and metrics are averaged over that axis and the
 models' BatchNorm (built with the same `bn_axis_name`) averages its statistics over it, so the
 update equals one on the whole global batch. Under `jax.jit` with a sharded batch, or on one
-device, leave `axis_name=None`. `srgan_jax.parallel` compiles them either way.
+device, leave `axis_name=None`. `srgan_jax.training.parallel` compiles them either way.
 
 A batch is `{'lr': float32 [N, h, w, 3] in [0, 1], 'hr': float32 [N, h*scale, w*scale, 3] in
 [-1, 1]}`. `rng` is accepted for a uniform step signature; the paper's models draw no randomness.
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from srgan_jax import losses
 from srgan_jax.metrics import psnr_jax, ssim_jax
-from srgan_jax.train_state import TrainState, learning_rate
+from srgan_jax.training.train_state import TrainState, learning_rate
 from srgan_jax.vgg import VGG19Features
 
 Batch = dict[str, jax.Array]

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import io
 import os
+import pathlib
 import struct
 import sys
 import tempfile
@@ -40,6 +41,8 @@ FILE_FORMATS = {  # file extension -> Pillow format name, for `write_image`
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
+# The image files folders contribute (extension, any case): the formats `write_image` writes.
+IMAGE_EXTENSIONS = frozenset(FILE_FORMATS)
 _EIGHT_BIT_ONLY = frozenset({"JPEG", "WEBP", "BMP"})
 
 # Raw modes in which Pillow keeps only the high byte of 16-bit samples, and the byte-order swap
@@ -78,6 +81,24 @@ class ImageData:
     @property
     def is_gray(self) -> bool:
         return self.pixels.ndim == 2
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether `path` names an image file by its extension (`IMAGE_EXTENSIONS`, any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[pathlib.Path]:
+    """The image files in `folder` (and its sub-folders when `recursive`), sorted by path.
+
+    Raises `NotADirectoryError` (an `OSError`) naming `folder` if it is not a folder; an empty
+    list means the folder holds no image files.
+    """
+    root = pathlib.Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: no such folder")
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in candidates if p.is_file() and is_image_file(p))
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

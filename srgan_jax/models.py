@@ -9,9 +9,10 @@ convolution has one. This is the usual reading of the paper and matches the PyTo
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -203,3 +204,55 @@ class Discriminator(nn.Module):
         x = act(nn.Dense(1024, dtype=self.dtype, param_dtype=self.param_dtype)(x))
         logit = nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
         return logit[:, 0].astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A trained generator's architecture and value ranges: what a model file records.
+
+    `lr_range` is the input range the generator was trained on and `sr_range` its output range
+    (the training pipeline's: LR in [0, 1], SR and HR in [-1, 1]); inference maps [0, 1] images
+    to and from them.
+    """
+
+    num_blocks: int = 16
+    channels: int = 64
+    scale: int = 4
+    lr_range: tuple[float, float] = (0.0, 1.0)
+    sr_range: tuple[float, float] = (-1.0, 1.0)
+
+    @classmethod
+    def from_training_config(cls, model: Mapping[str, Any]) -> ModelConfig:
+        """The generator of a training config's `model` section (`config.model`)."""
+        return cls(num_blocks=model["num_blocks"], channels=model["channels"],
+                   scale=model["scale"])
+
+    def generator(self, dtype: Dtype = jnp.float32, bn_axis_name: str | None = None) -> Generator:
+        """The Flax `Generator` of this architecture, computing in `dtype`."""
+        return Generator(num_blocks=self.num_blocks, channels=self.channels, scale=self.scale,
+                         dtype=dtype, bn_axis_name=bn_axis_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_variables(cls, variables: Mapping[str, Any]) -> ModelConfig:
+        """Reads blocks, channels and scale off a generator's parameter tree (value ranges default).
+
+        The generator's layers are named by flax in creation order: `Conv_0` is the k9 head,
+        then one `Conv_i` after the blocks, one per x2 upsampling stage and the k9 tail.
+        """
+        try:
+            params = variables["params"]
+            num_blocks = sum(1 for name in params if name.startswith("ResidualBlock_"))
+            channels = int(np.shape(params["Conv_0"]["kernel"])[-1])
+            stages = sum(1 for name in params if name.startswith("Conv_")) - 3
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(
+                f"not the variables of a srgan_jax Generator (missing {e}); expected a dict "
+                "{'params': ..., 'batch_stats': ...} as returned by Generator.init"
+            ) from e
+        return cls(num_blocks=num_blocks, channels=channels, scale=2**stages)

@@ -134,5 +134,5 @@ def test_wrong_config_in_file(model_file):
 
 
 def test_variables_of_another_model_are_rejected():
-    with pytest.raises(ModelFileError, match="not the variables of a srgan_jax Generator"):
+    with pytest.raises(ValueError, match="not the variables of a srgan_jax Generator"):
         Upscaler({"params": {"Dense_0": {}}, "batch_stats": {}})

@@ -251,3 +251,15 @@ def test_unreadable_files_raise_naming_the_file(tmp_path, name, content):
 def test_missing_file_raises_image_read_error(tmp_path):
     with pytest.raises(ImageReadError, match="nothing.png"):
         read_rgb(tmp_path / "nothing.png")
+
+
+def test_list_images_by_extension_recursive_or_not(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.PNG", "a.jpg", "notes.txt", "sub/c.webp", "sub/d.tiff"):
+        (tmp_path / name).write_bytes(b"")
+    names = [p.relative_to(tmp_path).as_posix() for p in image_io.list_images(tmp_path)]
+    assert names == ["a.jpg", "b.PNG", "sub/c.webp", "sub/d.tiff"]
+    flat = image_io.list_images(tmp_path, recursive=False)
+    assert [p.name for p in flat] == ["a.jpg", "b.PNG"]
+    with pytest.raises(NotADirectoryError, match="nowhere"):
+        image_io.list_images(tmp_path / "nowhere")

@@ -157,7 +157,7 @@ def test_folder_without_usable_images_is_an_error_naming_it(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         ip.folder_source([tmp_path / "empty"])
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(OSError, match="missing"):
         ip.folder_source([tmp_path / "missing"])
     (tmp_path / "tiny").mkdir()
     Image.fromarray(textured(20, 20)).save(tmp_path / "tiny" / "t.png")

@@ -38,7 +38,6 @@ from srgan_jax import image_io
 from srgan_jax.data import demo_data
 from srgan_jax.imresize import degrade, modcrop
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 LAYOUTS = ("pmap", "global")
 DEFAULT_CACHE_BYTES = 8 * 2**30
 Batch = dict[str, np.ndarray]
@@ -105,15 +104,7 @@ def _skip(name: str, reason: str) -> None:
 
 def list_image_files(dirs: Iterable[str | os.PathLike]) -> list[str]:
     """Image files under `dirs` (recursive, extensions case-insensitive), sorted per folder."""
-    files = []
-    for directory in dirs:
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise ValueError(f"image folder {directory} does not exist or is not a folder")
-        found = [os.path.join(root, name) for root, _, names in os.walk(directory)
-                 for name in names if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
-        files.extend(sorted(found))
-    return files
+    return [str(path) for directory in dirs for path in image_io.list_images(directory)]
 
 
 def _decode_all(paths: Sequence[str]) -> Iterator[np.ndarray | image_io.ImageReadError]:

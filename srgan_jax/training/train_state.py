@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from srgan_jax.models import Discriminator, Generator
+from srgan_jax.models import Discriminator, ModelConfig
 
 Phase = Literal["pretrain", "gan"]
 PHASES = ("pretrain", "gan")
@@ -140,12 +140,8 @@ def create_generator_state(
     None when the whole batch is one array (jit with sharding, single device).
     """
     lr_size = _lr_crop_size(config)
-    model = Generator(
-        num_blocks=config.model.num_blocks,
-        channels=config.model.channels,
-        scale=config.model.scale,
-        dtype=compute_dtype(config),
-        bn_axis_name=bn_axis_name,
+    model = ModelConfig.from_training_config(config.model).generator(
+        compute_dtype(config), bn_axis_name
     )
     example = jnp.zeros((1, lr_size, lr_size, 3))
     return _create_state(model, rng, example, make_optimizer(config, phase))

@@ -155,11 +155,8 @@ class Evaluator:
             for lr, _ in self.pairs
         ]
         self.baseline = {f"bicubic_{k}": v for k, v in self._scores(self.bicubic).items()}
-        model = models.Generator(
-            num_blocks=config.model.num_blocks,
-            channels=config.model.channels,
-            scale=self.scale,
-            dtype=train_state_lib.compute_dtype(config),
+        model = models.ModelConfig.from_training_config(config.model).generator(
+            train_state_lib.compute_dtype(config)
         )
         self._apply = jax.jit(functools.partial(model.apply, train=False))
 

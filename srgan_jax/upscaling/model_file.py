@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from srgan_jax.models import Generator
+from srgan_jax.models import ModelConfig
 
 FORMAT = "srgan-jax-generator"
 FORMAT_VERSION = 1
@@ -37,66 +37,22 @@ class ModelFileError(ValueError):
     """A model file or variables dict that cannot be used as the generator it claims to be."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and value ranges of a trained generator.
-
-    `lr_range` is the input range the generator was trained on and `sr_range` its output range;
-    inference maps [0, 1] images to and from them.
-    """
-
-    num_blocks: int = 16
-    channels: int = 64
-    scale: int = 4
-    lr_range: tuple[float, float] = (0.0, 1.0)
-    sr_range: tuple[float, float] = (-1.0, 1.0)
-
-    def generator(self, dtype: Any = jnp.float32) -> Generator:
-        return Generator(
-            num_blocks=self.num_blocks, channels=self.channels, scale=self.scale, dtype=dtype
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(self).items()
+def config_from_dict(config: Mapping[str, Any], source: str) -> ModelConfig:
+    """The `ModelConfig` a model file's `config` entry describes (`ModelFileError` if malformed)."""
+    unknown = sorted(set(config) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:
+        raise ModelFileError(f"{source}: unknown model config fields {unknown}")
+    try:
+        values = {
+            name: tuple(float(x) for x in value) if name.endswith("_range") else int(value)
+            for name, value in config.items()
         }
-
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any], source: str) -> ModelConfig:
-        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ModelFileError(f"{source}: unknown model config fields {unknown}")
-        try:
-            values = {
-                name: tuple(float(x) for x in value) if name.endswith("_range") else int(value)
-                for name, value in config.items()
-            }
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{source}: malformed model config {dict(config)}: {e}") from e
-        for name, value in values.items():
-            if name.endswith("_range") and not (len(value) == 2 and value[0] < value[1]):
-                raise ModelFileError(f"{source}: model config {name} must be [low, high]: {value}")
-        return cls(**values)
-
-    @classmethod
-    def from_variables(cls, variables: Mapping[str, Any]) -> ModelConfig:
-        """Reads blocks, channels and scale off a generator's parameter tree (value ranges default).
-
-        The generator's layers are named by flax in creation order: `Conv_0` is the k9 head,
-        then one `Conv_i` after the blocks, one per x2 upsampling stage and the k9 tail.
-        """
-        try:
-            params = variables["params"]
-            num_blocks = sum(1 for name in params if name.startswith("ResidualBlock_"))
-            channels = int(np.shape(params["Conv_0"]["kernel"])[-1])
-            stages = sum(1 for name in params if name.startswith("Conv_")) - 3
-        except (KeyError, TypeError, IndexError) as e:
-            raise ModelFileError(
-                f"not the variables of a srgan_jax Generator (missing {e}); expected a dict "
-                "{'params': ..., 'batch_stats': ...} as returned by Generator.init"
-            ) from e
-        return cls(num_blocks=num_blocks, channels=channels, scale=2**stages)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{source}: malformed model config {dict(config)}: {e}") from e
+    for name, value in values.items():
+        if name.endswith("_range") and not (len(value) == 2 and value[0] < value[1]):
+            raise ModelFileError(f"{source}: model config {name} must be [low, high]: {value}")
+    return ModelConfig(**values)
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -186,7 +142,7 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
             f"{path}: model file format version {version} is not supported "
             f"(this srgan-jax reads version {FORMAT_VERSION})"
         )
-    config = ModelConfig.from_dict(document.get("config", {}), path)
+    config = config_from_dict(document.get("config", {}), path)
     return config, validate_variables(document.get("variables"), config, path)
 
 

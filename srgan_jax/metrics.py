@@ -1,8 +1,10 @@
 """PSNR and SSIM as super-resolution papers measure them, in numpy (float64) and in JAX.
 
 Conventions (those of the MATLAB scripts behind the published tables):
-- Images are floats in [0, 1], shaped (H, W, 3) for RGB or (H, W) / (H, W, 1) for grayscale
-  (the JAX versions take a batch: [N, H, W, 3] or [N, H, W, 1]).
+- Images are uint8 or uint16 (taken by their range, 0..255 or 0..65535) or floats in [0, 1],
+  shaped (H, W, 3) for RGB or (H, W) / (H, W, 1) for grayscale (the JAX versions take a batch:
+  [N, H, W, 3] or [N, H, W, 1]). Other sample types, and floats outside [0, 1] (often 0..255
+  values in a float array, which would silently give PSNRs ~48 dB too low), are rejected.
 - With `y_channel=True`, RGB images are compared on the ITU-R BT.601 luma of MATLAB's
   `rgb2ycbcr`, Y = 16 + 65.481 R + 128.553 G + 24.966 B (0..255 scale); grayscale images on their
   gray value x 255. With `y_channel=False`, on all channels x 255.
@@ -12,7 +14,7 @@ Conventions (those of the MATLAB scripts behind the published tables):
   the mean of the per-channel SSIMs.
 
 The metrics do not quantize; the published pipeline stores SR images as uint8 first, which
-`srgan_jax.evaluation.evaluate` does before measuring (see `srgan_jax.imresize.im2uint8`).
+`srgan_jax.evaluation.protocol` does before measuring (see `srgan_jax.imresize.im2uint8`).
 """
 from __future__ import annotations
 
@@ -31,12 +33,34 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * PEAK) ** 2
 SSIM_C2 = (0.03 * PEAK) ** 2
+INTEGER_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def unit_float(image: np.ndarray) -> np.ndarray:
+    """`image` as float64 in [0, 1]: uint8/uint16 divided by their peak, floats checked.
+
+    Raises `TypeError` for other sample types and `ValueError` for floats that are not finite or
+    lie outside [0, 1] (clip model outputs first; pass 8/16-bit images as they are).
+    """
+    image = np.asarray(image)
+    if image.dtype in INTEGER_PEAKS:
+        return image.astype(np.float64) / INTEGER_PEAKS[image.dtype]
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"images must be uint8, uint16 or float in [0, 1], got {image.dtype}")
+    image = image.astype(np.float64)
+    if not np.isfinite(image).all():
+        raise ValueError("image has NaN or infinite values")
+    if image.size and (image.min() < 0.0 or image.max() > 1.0):
+        raise ValueError(
+            f"float images must be in [0, 1], got values in [{image.min():g}, {image.max():g}]; "
+            "clip them, or pass 8/16-bit images as uint8/uint16 arrays"
+        )
+    return image
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma on the 0..255 scale (16..235) of RGB in [0, 1] with channels last."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    return Y_OFFSET + rgb @ np.asarray(Y_WEIGHTS, dtype=np.float64)
+    """BT.601 luma on the 0..255 scale (16..235) of RGB (see `unit_float`) with channels last."""
+    return Y_OFFSET + unit_float(rgb) @ np.asarray(Y_WEIGHTS, dtype=np.float64)
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
@@ -48,7 +72,7 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.nd
 
 def _measured_planes(image: np.ndarray, border: int, y_channel: bool) -> np.ndarray:
     """[C, H', W'] float64 planes on the 0..255 scale that the metrics compare."""
-    image = np.asarray(image, dtype=np.float64)
+    image = unit_float(image)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
     if image.ndim == 2:
@@ -104,6 +128,17 @@ def ssim(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
 
 # ----------------------------------------------------------------------------------------------
 # JAX versions: batched [N, H, W, C], jit-able (border and y_channel are static), float32-safe.
+# Sample types are checked as in `unit_float`; float values cannot be checked under jit.
+
+
+def _unit_float_jax(images: jax.Array) -> jax.Array:
+    """uint8/uint16 batches divided by their peak, float batches as float32 (taken as [0, 1])."""
+    dtype = np.dtype(images.dtype)
+    if dtype in INTEGER_PEAKS:
+        return images.astype(jnp.float32) / jnp.float32(INTEGER_PEAKS[dtype])
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"images must be uint8, uint16 or float in [0, 1], got {dtype}")
+    return images.astype(jnp.float32)
 
 
 def _measured_planes_jax(
@@ -116,7 +151,6 @@ def _measured_planes_jax(
     """
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"expected images shaped [N, H, W, 1 or 3], got {images.shape}")
-    images = images.astype(jnp.float32)
     if images.shape[-1] == 3 and y_channel:
         weights = jnp.asarray(Y_WEIGHTS, jnp.float32)
         # Elementwise products, not a matmul, so TPU/GPU matmul precision cannot round them.
@@ -137,10 +171,14 @@ def _check_batches(sr: jax.Array, hr: jax.Array) -> None:
 
 @functools.partial(jax.jit, static_argnames=("border", "y_channel"))
 def psnr_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = True) -> jax.Array:
-    """Per-image PSNR in dB, [N] float32; inf where an SR image equals its HR image."""
+    """Per-image PSNR in dB, [N] float32; inf where an SR image equals its HR image.
+
+    Training-batch metric (float SR, unquantised); published numbers come from
+    `srgan_jax.evaluation.protocol`.
+    """
     _check_batches(sr, hr)
     diff = _measured_planes_jax(
-        sr.astype(jnp.float32) - hr.astype(jnp.float32), border, y_channel, offset=False
+        _unit_float_jax(sr) - _unit_float_jax(hr), border, y_channel, offset=False
     )
     mse = jnp.mean(diff * diff, axis=(1, 2, 3))
     return 10.0 * jnp.log10(PEAK * PEAK / mse)
@@ -162,8 +200,8 @@ def _filter_valid_jax(planes: jax.Array, window: np.ndarray) -> jax.Array:
 def ssim_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = True) -> jax.Array:
     """Per-image SSIM, [N] float32, the same definition as `ssim`."""
     _check_batches(sr, hr)
-    x = _measured_planes_jax(sr, border, y_channel)
-    y = _measured_planes_jax(hr, border, y_channel)
+    x = _measured_planes_jax(_unit_float_jax(sr), border, y_channel)
+    y = _measured_planes_jax(_unit_float_jax(hr), border, y_channel)
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the border")
     # Variances are E[v^2] - E[v]^2; centring each plane on its mean first keeps the float32

@@ -155,3 +155,43 @@ def test_jax_errors_name_the_problem():
         psnr_jax(images[0], images[0])
     with pytest.raises(ValueError, match="11x11"):
         ssim_jax(images, images)
+
+
+def test_uint8_and_uint16_images_are_taken_by_their_range(pair):
+    sr, hr = pair
+    sr8, hr8 = (np.floor(x * 255 + 0.5).astype(np.uint8) for x in (sr, hr))
+    sr16, hr16 = (x.astype(np.uint16) * 257 for x in (sr8, hr8))
+    want_psnr = psnr(sr8 / 255.0, hr8 / 255.0, border=2)
+    want_ssim = ssim(sr8 / 255.0, hr8 / 255.0, border=2)
+    assert 20 < want_psnr < 40  # a good reconstruction (it used to read -21.9 dB as uint8)
+    for a, b in [(sr8, hr8), (sr16, hr16), (sr8, hr16), (sr8, hr8 / 255.0)]:
+        assert psnr(a, b, border=2) == pytest.approx(want_psnr, abs=1e-9)
+        assert ssim(a, b, border=2) == pytest.approx(want_ssim, abs=1e-12)
+    np.testing.assert_allclose(rgb_to_y(hr8), luma(hr8 / 255.0), atol=1e-12)
+    batch = [jnp.asarray(x[None]) for x in (sr8, hr8)]
+    np.testing.assert_allclose(psnr_jax(*batch, border=2), [want_psnr], atol=1e-4)
+    np.testing.assert_allclose(ssim_jax(*batch, border=2), [want_ssim], atol=2e-6)
+
+
+@pytest.mark.parametrize(("values", "error", "message"), [
+    (np.full((12, 12), 3, np.int32), TypeError, "uint8, uint16 or float in \\[0, 1\\], got int32"),
+    (np.full((12, 12), True), TypeError, "got bool"),
+    (np.full((12, 12), 200.0), ValueError, "must be in \\[0, 1\\], got values in \\[200, 200\\]"),
+    (np.full((12, 12), -0.5), ValueError, "must be in \\[0, 1\\]"),
+    (np.full((12, 12), np.nan), ValueError, "NaN or infinite"),
+])
+def test_other_sample_types_and_out_of_range_floats_are_rejected(values, error, message):
+    good = np.full((12, 12), 0.5)
+    for function in (psnr, ssim):
+        with pytest.raises(error, match=message):
+            function(values, good)
+        with pytest.raises(error, match=message):
+            function(good, values)
+
+
+def test_jax_metrics_reject_other_integer_types():
+    images = jnp.zeros((1, 12, 12, 3), jnp.int32)
+    with pytest.raises(TypeError, match="got int32"):
+        psnr_jax(images, images)
+    with pytest.raises(TypeError, match="got int32"):
+        ssim_jax(images, images)

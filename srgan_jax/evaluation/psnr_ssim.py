@@ -1,0 +1,36 @@
+"""The `psnr_ssim` evaluator: the published tables' Y-channel PSNR and SSIM, with bicubic's."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from srgan_jax.evaluation.validation_set import ValidationSet
+
+
+@dataclasses.dataclass(frozen=True)
+class PsnrSsim:
+    """Mean PSNR/SSIM of uint8 SR images, and of the bicubic baseline (computed once per set).
+
+    Metrics: `psnr`, `ssim`, `bicubic_psnr`, `bicubic_ssim`. `border`: pixels cropped at each side
+    before measuring (None: the scale, as the published tables do).
+    """
+
+    border: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.border is not None and not (isinstance(self.border, int) and self.border >= 0):
+            raise ValueError(f"border must be None (the scale) or an integer >= 0, "
+                             f"got {self.border!r}")
+
+    def __call__(self, validation: ValidationSet, sr_images: Sequence[np.ndarray]
+                 ) -> dict[str, float]:
+        scores = validation.score(sr_images, self.border)
+        baseline = validation.bicubic_scores(self.border)
+        return {
+            "psnr": scores.psnr,
+            "ssim": scores.ssim,
+            "bicubic_psnr": baseline.psnr,
+            "bicubic_ssim": baseline.ssim,
+        }

@@ -1,133 +1,123 @@
-"""`srgan-jax evaluate`: Y-channel PSNR/SSIM of bicubic or a model on folders of HR images.
-
-The protocol is the one behind published SR tables (the MATLAB scripts of SRCNN, VDSR, SRGAN):
-each HR image is cropped to a multiple of the scale, degraded with MATLAB's antialiased bicubic
-`imresize` into a uint8 LR image, upscaled, stored as uint8 (MATLAB `im2uint8`), and compared
-with the HR image on the BT.601 Y channel (grayscale images on their gray values) with `scale`
-pixels cropped at each border. The reported numbers are means over the images of a folder.
+"""`srgan-jax evaluate`: Y-channel PSNR/SSIM of bicubic, or of a model next to it, on HR folders.
 
     srgan-jax evaluate --bicubic benchmarks/Set5 benchmarks/Set14
     srgan-jax evaluate --model model.msgpack benchmarks/Set5 --json results.json
+
+The numbers are those of the published protocol (`srgan_jax.evaluation.protocol`), measured as the
+trainer's validation measures them (`ValidationSet`): for the same model and images, the same
+values. The table goes to stdout; progress and errors go to stderr. An image that cannot be read
+or evaluated is named and left out, the others are still measured, and the exit status is then 1.
+Outputs (`--save-dir`, `--json`, `--markdown`) are checked before anything is computed: they never
+replace an input or go into an input folder, and replace existing files only with `--overwrite`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from srgan_jax import image_io, metrics
-from srgan_jax.imresize import degrade, im2uint8, imresize, modcrop
+from srgan_jax import cli, image_io
+from srgan_jax.evaluation import protocol
+from srgan_jax.evaluation.protocol import (  # gray_via_rgb: kept importable from here
+    ImageError,
+    ImageScore,
+    Scores,
+    UpscaleFn,
+    bicubic_upscaler,
+    gray_via_rgb,  # noqa: F401
+)
+from srgan_jax.evaluation.validation_set import list_dataset, load_image
+from srgan_jax.image_io import _atomic_write as atomic_write
+from srgan_jax.output_paths import Inputs, output_problem
+from srgan_jax.progress import Progress
 
-IMAGE_SUFFIXES = frozenset(image_io.FILE_FORMATS)
-
-UpscaleFn = Callable[[np.ndarray], np.ndarray]
-"""LR float image in [0, 1], (H, W, 3) or (H, W) -> SR float image in [0, 1], scale x larger."""
+COMMAND = "evaluate"
 
 
-def bicubic_upscaler(scale: int) -> UpscaleFn:
-    """The bicubic baseline: MATLAB's `imresize(uint8(lr), scale, 'bicubic')`, as a float image.
+@dataclasses.dataclass
+class DatasetResult:
+    """One folder's scores per method ('bicubic', 'model'), and its images that failed."""
 
-    The LR image is taken to 8 bits first, as the stored LR files of the benchmarks are (lossless
-    for the LR images `evaluate_folder` makes), and resized in MATLAB's uint8 arithmetic.
+    dataset: str
+    scores: dict[str, list[ImageScore]]
+    failed: list[str]
+
+    def row(self, method: str, scale: int, border: int) -> dict[str, Any]:
+        """The JSON row of one method (means are None when no image could be measured)."""
+        images = self.scores[method]
+        mean = Scores.mean_of(images) if images else None
+        return {
+            "dataset": self.dataset, "scale": scale, "border": border,
+            "num_images": len(images),
+            "psnr": mean.psnr if mean else None, "ssim": mean.ssim if mean else None,
+            "images": [dataclasses.asdict(s) for s in images],
+        }
+
+
+def evaluate_dataset(
+    folder: str | pathlib.Path,
+    paths: Sequence[pathlib.Path],
+    methods: dict[str, UpscaleFn],
+    scale: int,
+    border: int,
+    *,
+    save: dict[pathlib.Path, pathlib.Path] | None = None,
+    progress: Progress | None = None,
+) -> DatasetResult:
+    """Scores every method (an upscaler, see `protocol.UpscaleFn`) on the image files `paths` of
+    `folder`, one image at a time; writes `save[path]` as it goes.
+
+    `save` maps an image file to the file its SR image (the last method's) is written to. An image
+    that fails (unreadable, too small, a model error) is reported and left out of every method.
     """
-
-    def upscale(lr: np.ndarray) -> np.ndarray:
-        return imresize(im2uint8(lr), scale=scale).astype(np.float64) / 255.0
-
-    return upscale
-
-
-def gray_via_rgb(upscaler: UpscaleFn) -> UpscaleFn:
-    """Lets an RGB-only upscaler (a model) take grayscale input.
-
-    The gray image is repeated into three channels, and the SR result is brought back to gray with
-    BT.601 luma weights, so that a grayscale benchmark image is still measured on gray values.
-    """
-
-    def upscale(lr: np.ndarray) -> np.ndarray:
-        if lr.ndim == 3:
-            return upscaler(lr)
-        sr = np.asarray(upscaler(np.repeat(lr[..., None], 3, axis=-1)), dtype=np.float64)
-        return sr @ metrics.LUMA_WEIGHTS
-
-    return upscale
-
-
-def read_hr(path: pathlib.Path) -> np.ndarray:
-    """An HR image as 8 bits: (H, W) uint8 for grayscale files, (H, W, 3) uint8 otherwise.
-
-    Grayscale stays grayscale so it is measured on its gray values; alpha is dropped.
-    """
-    pixels = image_io.to_uint8(image_io.read_image(path).pixels)
-    return pixels if pixels.ndim == 2 else np.ascontiguousarray(pixels[..., :3])
-
-
-def list_images(folder: str | pathlib.Path) -> list[pathlib.Path]:
-    """The image files directly inside `folder`, sorted by name; an error if there are none."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {folder}")
-    paths = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not paths:
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise ValueError(f"dataset folder {folder} contains no images ({suffixes})")
-    return paths
+    result = DatasetResult(pathlib.Path(folder).resolve().name, {m: [] for m in methods}, [])
+    saved_method = next(reversed(methods))
+    for path in paths:
+        try:
+            image = load_image(path, pathlib.Path(folder), scale)
+            sr_images = {name: protocol.super_resolve(image, upscale)
+                         for name, upscale in methods.items()}
+            scores = {name: protocol.score(image, sr, border) for name, sr in sr_images.items()}
+            if save:
+                _write_sr(save[path], sr_images[saved_method])
+        except ImageError as error:
+            result.failed.append(str(error))
+            if progress is not None:
+                progress.message(f"srgan-jax {COMMAND}: {error}")
+        else:
+            for name, score in scores.items():
+                result.scores[name].append(score)
+        if progress is not None:
+            progress.advance()
+    return result
 
 
 def evaluate_folder(
-    hr_dir: str | pathlib.Path,
-    upscaler: UpscaleFn,
-    scale: int = 4,
-    border: int | None = None,
-    save_dir: str | pathlib.Path | None = None,
+    folder: str | pathlib.Path, upscale: UpscaleFn, scale: int = 4, border: int | None = None
 ) -> dict[str, Any]:
-    """Evaluates `upscaler` on every image of `hr_dir`; returns per-image and mean PSNR/SSIM.
-
-    `border` defaults to `scale`. With `save_dir`, each SR image is written there as 8-bit PNG
-    under its HR file's name. Returns {'dataset', 'scale', 'border', 'num_images', 'psnr', 'ssim',
-    'images': [{'name', 'psnr', 'ssim'}, ...]}.
+    """Mean and per-image PSNR/SSIM of `upscale` (e.g. `bicubic_upscaler(4)`, or a model) on the
+    image files of `folder`, as `srgan-jax evaluate` prints them; raises on the first image that
+    fails. Returns {'dataset', 'scale', 'border', 'num_images', 'psnr', 'ssim', 'images'}.
     """
-    hr_dir = pathlib.Path(hr_dir)
     border = scale if border is None else border
-    paths = list_images(hr_dir)
-    if save_dir is not None:
-        save_dir = pathlib.Path(save_dir)
-        save_dir.mkdir(parents=True, exist_ok=True)
-    images = []
-    for path in paths:
-        hr = modcrop(read_hr(path), scale)
-        lr = degrade(hr, scale).astype(np.float64) / 255.0
-        sr = im2uint8(upscaler(lr))
-        if sr.shape != hr.shape:
-            raise ValueError(
-                f"{path}: SR image is shaped {sr.shape} but the (modcropped) HR image {hr.shape}"
-            )
-        if save_dir is not None:
-            image_io.write_image(save_dir / f"{path.stem}.png", sr)
-        sr01, hr01 = sr / 255.0, hr / 255.0
-        images.append(
-            {
-                "name": path.name,
-                "psnr": metrics.psnr(sr01, hr01, border=border),
-                "ssim": metrics.ssim(sr01, hr01, border=border),
-            }
-        )
-    return {
-        "dataset": hr_dir.name,
-        "scale": scale,
-        "border": border,
-        "num_images": len(images),
-        "psnr": float(np.mean([r["psnr"] for r in images])),
-        "ssim": float(np.mean([r["ssim"] for r in images])),
-        "images": images,
-    }
+    result = evaluate_dataset(folder, list_dataset(folder), {"sr": upscale}, scale, border)
+    if result.failed:
+        raise ImageError(result.failed[0])
+    return result.row("sr", scale, border)
+
+
+def _write_sr(target: pathlib.Path, sr: np.ndarray) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image_io.write_image(target, sr)
+    except OSError as error:
+        raise ImageError(f"{target}: cannot write the SR image ({error})") from error
 
 
 def markdown_table(results: dict[str, list[dict[str, Any]]]) -> str:
@@ -137,79 +127,123 @@ def markdown_table(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rows in zip(*results.values(), strict=True):
         cells = [rows[0]["dataset"], str(rows[0]["num_images"])]
-        cells += [f"{r['psnr']:.2f} | {r['ssim']:.4f}" for r in rows]
+        cells += [f"{r['psnr']:.2f} | {r['ssim']:.4f}" if r["num_images"] else "- | -"
+                  for r in rows]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _load_model(args: argparse.Namespace) -> Any:
-    from srgan_jax.upscaling.inference import (
-        Upscaler,  # lazy: bicubic evaluation needs no model stack
-    )
-
-    return Upscaler.from_path(args.model or args.workdir, dtype=args.dtype)
+def _count(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="srgan-jax evaluate",
+        prog=f"srgan-jax {COMMAND}",
         description="Y-channel PSNR/SSIM (border = scale) on folders of HR images, with MATLAB "
         "bicubic degradation; a model is shown next to the bicubic baseline.",
     )
-    parser.add_argument("datasets", nargs="+", metavar="DATASET_DIR", help="folders of HR images")
+    parser.add_argument("datasets", nargs="+", metavar="DATASET_DIR",
+                        help="folders of HR images (searched recursively)")
     method = parser.add_mutually_exclusive_group(required=True)
     method.add_argument("--bicubic", action="store_true", help="evaluate the bicubic baseline")
     method.add_argument("--model", metavar="FILE", help="exported model file")
     method.add_argument("--workdir", metavar="DIR", help="training workdir (latest checkpoint)")
-    parser.add_argument(
-        "--scale", type=int, help="upscaling factor (default: the model's, or 4 for bicubic)"
-    )
-    parser.add_argument("--border", type=int, help="pixels cropped at each side (default: scale)")
+    parser.add_argument("--scale", type=lambda t: _count(t, 1),
+                        help="upscaling factor (default: the model's, or 4 for bicubic)")
+    parser.add_argument("--border", type=lambda t: _count(t, 0),
+                        help="pixels cropped at each side (default: scale)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
-    parser.add_argument(
-        "--save-dir", metavar="DIR", help="write SR images to DIR/<dataset>/ (the model's if any)"
-    )
+    parser.add_argument("--save-dir", metavar="DIR",
+                        help="write SR images (the model's if any) to DIR/<dataset>/ as PNG")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (never inputs)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _load_model(path: str, dtype: str, scale: int | None) -> Any:
+    """The model at `path` (an `Upscaler`), checked against `--scale`."""
+    from srgan_jax.upscaling.inference import load_generator  # bicubic needs no model stack
+
+    model = load_generator(path, dtype=dtype)
+    if scale is not None and scale != model.scale:
+        raise cli.UserError(f"{path}: the model upscales x{model.scale}, not --scale {scale}")
+    return model
+
+
+def plan_outputs(
+    args: argparse.Namespace, datasets: dict[str, list[pathlib.Path]]
+) -> dict[str, dict[pathlib.Path, pathlib.Path]]:
+    """Where each dataset's SR images go (`--save-dir`), after checking every output path.
+
+    Raises `UserError` before anything is computed if an output would replace an input, go into
+    an input folder, or replace an existing file without `--overwrite`.
+    """
+    inputs = Inputs.of([*datasets, *([args.model or args.workdir] if not args.bicubic else [])])
+    taken: set[pathlib.Path] = set()
+    problems = [output_problem(path, inputs, taken, overwrite=args.overwrite)
+                for path in (args.json, args.markdown) if path]
+    save: dict[str, dict[pathlib.Path, pathlib.Path]] = {folder: {} for folder in datasets}
+    if args.save_dir:
+        for folder, paths in datasets.items():
+            out = pathlib.Path(args.save_dir) / pathlib.Path(folder).resolve().name
+            for path in paths:
+                target = out / path.relative_to(folder).with_suffix(".png")
+                problems.append(output_problem(target, inputs, taken, overwrite=args.overwrite))
+                save[folder][path] = target
+    problems = [p for p in problems if p]
+    if problems:
+        more = f" (and {len(problems) - 1} more outputs)" if len(problems) > 1 else ""
+        raise cli.UserError(f"{problems[0]}{more}; nothing was computed")
+    return save
+
+
+def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        methods: dict[str, UpscaleFn] = {}
-        scale = args.scale or 4
-        if not args.bicubic:
-            model = _load_model(args)
-            if args.scale is not None and args.scale != model.scale:
-                raise ValueError(
-                    f"--scale {args.scale} does not match the model's scale {model.scale}"
-                )
-            scale = model.scale
-            methods["model"] = gray_via_rgb(model)
-        methods = {"bicubic": bicubic_upscaler(scale), **methods}
-        saved = next(reversed(methods))  # the model's images when there is a model
-        results: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
-        for dataset in args.datasets:
-            for name, upscaler in methods.items():
-                save_dir = None
-                if args.save_dir and name == saved:
-                    save_dir = pathlib.Path(args.save_dir) / pathlib.Path(dataset).name
-                results[name].append(
-                    evaluate_folder(dataset, upscaler, scale, args.border, save_dir)
-                )
-    except (OSError, ValueError) as error:
-        print(f"srgan-jax evaluate: error: {error}", file=sys.stderr)
-        return 1
+    datasets = {folder: list_dataset(folder) for folder in args.datasets}
+    save = plan_outputs(args, datasets)
+    model = None if args.bicubic else _load_model(args.model or args.workdir, args.dtype,
+                                                  args.scale)
+    scale = model.scale if model is not None else args.scale or 4
     border = scale if args.border is None else args.border
+
+    methods: dict[str, UpscaleFn] = {"bicubic": bicubic_upscaler(scale)}
+    if model is not None:
+        methods["model"] = model
+    total = sum(len(paths) for paths in datasets.values())
+    with Progress(total, f"srgan-jax {COMMAND}", unit="images",
+                  log_every=max(1, total // 20)) as progress:
+        outcomes = [evaluate_dataset(folder, paths, methods, scale, border,
+                                     save=save[folder], progress=progress)
+                    for folder, paths in datasets.items()]
+
+    results = {m: [o.row(m, scale, border) for o in outcomes] for m in methods}
     table = markdown_table(results)
     print(f"x{scale}, Y-channel PSNR (dB) / SSIM, border {border}\n{table}")
+    failed = [error for o in outcomes for error in o.failed]
     if args.markdown:
-        pathlib.Path(args.markdown).write_text(table + "\n")
+        atomic_write(args.markdown, (table + "\n").encode())
     if args.json:
-        report = {"scale": scale, "border": border, "model": args.model or args.workdir}
-        pathlib.Path(args.json).write_text(json.dumps({**report, "results": results}, indent=2))
-    return 0
+        report = {"scale": scale, "border": border, "model": args.model or args.workdir,
+                  "results": results, "failed": failed}
+        atomic_write(args.json, json.dumps(report, indent=2).encode())
+    if failed:
+        print(f"srgan-jax {COMMAND}: {len(failed)} of {total} images failed (named above); "
+              "they are left out of the table", file=sys.stderr)
+        return cli.EXIT_FAILED
+    return cli.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_command(COMMAND, run, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from srgan_jax.upscaling.inference import Upscaler
 # (published values, from rounded-Y MATLAB scripts: 28.42/0.8104, 26.00/0.7027, 25.96/0.6675).
 BICUBIC_X4 = {
     "Set5": (28.43, 0.8111, 5),
-    "Set14": (26.00, 0.7029, 14),
+    "Set14": (25.99, 0.7029, 14),
     "BSD100": (25.96, 0.6681, 100),
 }
 
@@ -32,8 +32,8 @@ def test_bicubic_x4_reproduces_published_baseline(shared_data, dataset):
     want_psnr, want_ssim, count = BICUBIC_X4[dataset]
     print(f"{dataset}: {result['psnr']:.4f} dB / {result['ssim']:.5f}")
     assert result["num_images"] == count
-    assert result["psnr"] == pytest.approx(want_psnr, abs=0.02)
-    assert result["ssim"] == pytest.approx(want_ssim, abs=0.002)
+    assert result["psnr"] == pytest.approx(want_psnr, abs=0.01)
+    assert result["ssim"] == pytest.approx(want_ssim, abs=0.0005)
 
 
 def write_images(folder: pathlib.Path) -> None:

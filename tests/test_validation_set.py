@@ -135,6 +135,11 @@ def test_from_arrays_uses_the_datasets_lr_images_when_given():
     np.testing.assert_array_equal(given.images[1].lr, lr[1])
     made = ValidationSet.from_arrays(["a", "b"], hr, 2)
     np.testing.assert_array_equal(made.images[1].lr, degrade(hr[1], 2))
+    tiny = np.zeros((1, 5, 3), np.uint8)
+    skipping = ValidationSet.from_arrays(["a", "tiny", "b"], [hr[0], tiny, hr[1]], 2)
+    assert [image.name for image in skipping.images] == ["a", "b"]
+    assert [str(error) for error in skipping.skipped] == [
+        "tiny: 5x1 pixels is too small for scale 2"]
     with pytest.raises(ValueError, match="2 names, 2 HR and 1 LR images"):
         ValidationSet.from_arrays(["a", "b"], hr, 2, lr=lr[:1])
     with pytest.raises(ValueError, match="not prepared for scale 4"):

@@ -88,13 +88,20 @@ class ValidationSet:
         lr: Sequence[np.ndarray] | None = None,
         name: str = "validation",
     ) -> ValidationSet:
-        """From uint8 HR images (and the dataset's own uint8 LR images, if it has them)."""
+        """From uint8 HR images (and the dataset's own uint8 LR images, if it has them), as a
+        TFDS source gives them. Images too small for the scale, or with LR images of the wrong
+        size, are left out, into `skipped`.
+        """
         lr = [None] * len(hr) if lr is None else lr
         if not len(names) == len(hr) == len(lr):
             raise ValueError(f"{name}: {len(names)} names, {len(hr)} HR and {len(lr)} LR images")
-        images = [protocol.prepare_image(n, h, scale, low)
-                  for n, h, low in zip(names, hr, lr, strict=True)]
-        return cls(images, scale, name)
+        images, skipped = [], []
+        for image_name, image_hr, image_lr in zip(names, hr, lr, strict=True):
+            try:
+                images.append(protocol.prepare_image(image_name, image_hr, scale, image_lr))
+            except ImageError as error:
+                skipped.append(error)
+        return cls(images, scale, name, skipped)
 
     @classmethod
     def from_folders(

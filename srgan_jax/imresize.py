@@ -123,7 +123,10 @@ def imresize(
     result = image.astype(np.float64)
     for axis in (0, 1) if scales[0] <= scales[1] else (1, 0):
         matrix = resize_matrix(in_shape[axis], out_shape[axis], scales[axis])
-        result = np.moveaxis(np.tensordot(matrix, np.moveaxis(result, axis, 0), axes=1), 0, axis)
+        # einsum's own loops, not BLAS: a multi-threaded BLAS called from several input-pipeline
+        # threads on these small products oversubscribes the cores (10-20x slower when loaded).
+        moved = np.einsum("oi,i...->o...", matrix, np.moveaxis(result, axis, 0))
+        result = np.moveaxis(moved, 0, axis)
         if is_integer:
             result = round_to_dtype(result, image.dtype).astype(np.float64)
     return result.astype(image.dtype)

@@ -17,15 +17,29 @@ UINT8_PEAK = 255.0
 
 Array = TypeVar("Array")
 
+# Every uint8 value's float32 in each range, computed once in numpy: looking values up (rather
+# than dividing) gives bit-identical floats on the host and inside compiled JAX code, where XLA
+# may turn a division by a constant into a multiplication by its rounded reciprocal.
+_LR_OF_UINT8 = np.arange(256, dtype=np.float32) / np.float32(UINT8_PEAK)
+_HR_OF_UINT8 = np.arange(256, dtype=np.float32) / np.float32(UINT8_PEAK / 2) - np.float32(1.0)
+
+
+def _lookup(table: np.ndarray, pixels: Array) -> Array:
+    if isinstance(pixels, np.ndarray):
+        return table[pixels]
+    import jax.numpy as jnp  # only for JAX arrays: this module stays importable without JAX
+
+    return jnp.asarray(table)[pixels]
+
 
 def lr_from_uint8(pixels: Array) -> Array:
-    """uint8 samples -> float32 LR in [0, 1]."""
-    return pixels.astype(np.float32) / np.float32(UINT8_PEAK)
+    """uint8 samples -> float32 LR in [0, 1] (k / 255)."""
+    return _lookup(_LR_OF_UINT8, pixels)
 
 
 def hr_from_uint8(pixels: Array) -> Array:
-    """uint8 samples -> float32 HR in [-1, 1] (exact: k / 127.5 - 1)."""
-    return pixels.astype(np.float32) / np.float32(UINT8_PEAK / 2) - np.float32(1.0)
+    """uint8 samples -> float32 HR in [-1, 1] (k / 127.5 - 1)."""
+    return _lookup(_HR_OF_UINT8, pixels)
 
 
 def unit_from_sr(images: Array) -> Array:

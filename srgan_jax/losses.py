@@ -37,6 +37,19 @@ def content_loss(
     return mse(sr_features, hr_features)
 
 
+def total_variation(images: jnp.ndarray) -> jnp.ndarray:
+    """Anisotropic total variation: per image, the sum of absolute differences between vertically
+    and horizontally adjacent pixels (all channels), averaged over the batch; float32.
+
+    The regulariser the paper adds to SRResNet-VGG22 (with weight 2e-8), as TensorFlow's
+    `tf.image.total_variation` defines it.
+    """
+    x = images.astype(jnp.float32)
+    vertical = jnp.abs(x[:, 1:] - x[:, :-1]).sum(axis=(1, 2, 3))
+    horizontal = jnp.abs(x[:, :, 1:] - x[:, :, :-1]).sum(axis=(1, 2, 3))
+    return jnp.mean(vertical + horizontal)
+
+
 def discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jnp.ndarray:
     """Binary cross-entropy of D: real images labelled 1, generated ones 0 (from logits, stable).
 

@@ -17,7 +17,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from srgan_jax.training import parallel, trainer
+from srgan_jax import cli
+from srgan_jax.training import parallel, run_control, trainer
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
 
@@ -44,35 +45,67 @@ class _OrbaxInfoFilter(pylogging.Filter):
 _ORBAX_INFO_FILTER = _OrbaxInfoFilter()  # one instance: adding it again is a no-op
 
 
-def _train(argv: Sequence[str]) -> None:
+def _parse(argv: list[str]) -> list[str]:
+    """absl's flag parsing and the config file's loading, with errors as one-line `UserError`s."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.get("seed")  # config_flags reports a file it failed to load on first use
+    except (AttributeError, KeyError) as error:  # ml_collections: an unknown --config.field
+        field = cli.one_line(error).strip("\"'")
+        raise cli.UserError(f"a --config.* override names an unknown field {field!r}") from error
+    except OSError as error:  # the config file: its last line says why it did not load
+        raise cli.UserError(f"--config: {str(error).strip().splitlines()[-1].strip()}") from error
+    except Exception as error:  # noqa: BLE001 (absl and config_flags raise several kinds)
+        raise cli.UserError(f"flags or config file: {cli.one_line(error)}") from error
+    return rest
+
+
+def _train(argv: Sequence[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_logger().addFilter(_ORBAX_INFO_FILTER)
     parallel.maybe_initialize_distributed(FLAGS.config)  # before anything touches the devices
     logging.info("JAX process %d of %d", jax.process_index(), jax.process_count())
     logging.info("JAX local devices: %r", jax.local_devices())
-    trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        with run_control.StopRequest() as stop:
+            state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, stop)
+    except (trainer.NonFiniteLossError, run_control.WorkdirLockedError) as error:
+        raise cli.UserError(str(error)) from error
+    if not stop.requested:
+        return cli.EXIT_OK
+    print(
+        f"srgan-jax train: stopped by {stop.signal_name} at step {state.step}; its checkpoint is "
+        f"in {FLAGS.workdir}: run the same command to continue",
+        file=sys.stderr,
+    )
+    return cli.EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else cli.EXIT_TERMINATED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs `_train` under absl (flags, logging) on `argv` (default sys.argv[1:]); the exit status.
+    """Trains under absl (flags, logging) with `argv` (default sys.argv[1:]); the exit status.
 
-    absl's `app.run` ends by raising SystemExit; it is turned into a return value here so that
-    `srgan-jax train` can call this like any other sub-command.
+    Errors follow `srgan_jax.cli.run_command`: one line and status 1 for a bad flag, config field,
+    workdir or input; 143 (SIGTERM) or 130 (Ctrl-C) after a stop that saved a checkpoint.
     """
-    args = sys.argv if argv is None else ["srgan-jax train", *argv]
-    saved_argv, sys.argv = sys.argv, args  # config_flags finds `--config.x` overrides in sys.argv
+    args = sys.argv[1:] if argv is None else list(argv)
+    return cli.run_command("train", _run, args)
+
+
+def _run(args: list[str]) -> int:
+    # config_flags finds `--config.x` overrides in sys.argv; absl's app.run ends by raising
+    # SystemExit, turned here into a return value so that `srgan-jax train` can call this.
+    saved_argv, sys.argv = sys.argv, ["srgan-jax train", *args]
     FLAGS.unparse_flags()  # a second call in one process must not inherit the first one's flags
     try:
-        app.run(_train, argv=args)
+        app.run(_train, argv=sys.argv, flags_parser=_parse)
     except SystemExit as exit_:
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0
-        print(exit_.code, file=sys.stderr)
-        return 1
+        raise cli.UserError(str(exit_.code)) from None
     finally:
         sys.argv = saved_argv
-    return 0
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -158,3 +158,45 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(tmp_path):
         assert ckpt.all_steps() == [1]
         restored = ckpt.restore(1, generator={"w": np.zeros(10, np.float32)}, discriminator=None)
     np.testing.assert_array_equal(restored.generator["w"], np.ones(10, np.float32))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "meta"])
+def test_unreadable_latest_checkpoint_falls_back_to_the_one_before(tmp_path, damage):
+    """A crash that damaged the newest step costs only the steps since the one before."""
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        for step in (1, 2):
+            ckpt.save(_ckpt(step))
+        ckpt.wait()
+    step_dir = tmp_path / "checkpoints" / "2"
+    if damage == "meta":
+        target = next(step_dir.rglob("meta/metadata"))
+        target.write_text("{not json")
+    else:
+        data_files = sorted((p for p in (step_dir / "generator").rglob("*") if p.is_file()),
+                            key=lambda p: p.stat().st_size)
+        target = data_files[-1]  # the largest: array data, not metadata
+        if damage == "truncate":
+            target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        else:
+            target.unlink()
+
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        restored = ckpt.restore_newest_readable(lambda phase: (_state(0), None))
+        assert restored.step == 1 and ckpt.all_steps() == [1]
+    _assert_tree_equal(restored.generator, _state(1))
+    (kept,) = os.listdir(tmp_path / "damaged_checkpoints")
+    assert kept.startswith("2-")
+
+
+def test_no_readable_checkpoint_restores_nothing(tmp_path):
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        assert ckpt.restore_newest_readable(lambda phase: (_state(0), None)) is None
+
+
+def test_workdir_urls_stay_urls_and_local_paths_become_absolute(tmp_path, monkeypatch):
+    from srgan_jax.training import workdirs
+
+    assert checkpoints.checkpoint_dir("gs://bucket/run") == "gs://bucket/run/checkpoints"
+    assert workdirs.is_remote("gs://bucket/run") and not workdirs.is_remote("runs/gs:x")
+    monkeypatch.chdir(tmp_path)
+    assert checkpoints.checkpoint_dir("run") == str(tmp_path / "run" / "checkpoints")

@@ -49,9 +49,9 @@ def test_training_loop_compiles_each_step_once(parallelism, tmp_path, monkeypatc
 
     original_append = trainer.MetricsLog.append
 
-    def append(self, step, step_metrics):
-        last_step[0] = step
-        original_append(self, step, step_metrics)
+    def append(self, first_step, count, step_metrics):
+        last_step[0] = first_step + count - 1
+        original_append(self, first_step, count, step_metrics)
 
     monkeypatch.setattr(trainer.MetricsLog, "append", append)
     jax.monitoring.register_event_duration_secs_listener(on_event)
@@ -111,23 +111,21 @@ def bf16_setup():
 
 def test_bfloat16_steps_convolve_in_bfloat16_and_keep_float32_state(bf16_setup):
     config, g_state, d_state, vgg_params, batch = bf16_setup
-    dtype = train_state.compute_dtype(config)
     assert _float_dtypes((g_state, d_state)) == {jnp.dtype(jnp.float32)}
-    gan_step = functools.partial(
-        train.gan_step, content_loss="vgg22", adversarial_weight=1e-3, vgg_dtype=dtype
-    )
-    pretrain_step = functools.partial(train.pretrain_step, content_loss="vgg22", vgg_dtype=dtype)
     key = jax.random.key_data(jax.random.key(1))
-    args = (g_state, d_state, batch, key, vgg_params)
-    assert _conv_dtypes(gan_step, *args) == {jnp.dtype(jnp.bfloat16)}
-    assert _conv_dtypes(pretrain_step, g_state, batch, key, vgg_params) == {
-        jnp.dtype(jnp.bfloat16)
-    }
+    # The models convolve in bf16; the VGG19 of the content loss always runs in float32.
+    for content_loss, expected in (("mse", {jnp.bfloat16}), ("vgg22", {jnp.bfloat16, jnp.float32})):
+        gan_step = functools.partial(train.gan_step, content_loss=content_loss,
+                                     adversarial_weight=1e-3)
+        pretrain_step = functools.partial(train.pretrain_step, content_loss=content_loss)
+        expected = {jnp.dtype(d) for d in expected}
+        args = (g_state, d_state, batch, key, vgg_params)
+        assert _conv_dtypes(gan_step, *args) == expected, content_loss
+        assert _conv_dtypes(pretrain_step, g_state, batch, key, vgg_params) == expected
 
-    par = parallel.Parallel.create(config)
+    par = parallel.Parallel.create(config.parallelism, config.batch_size)
     step = par.compile(
-        train.gan_step, donate_states=2, content_loss="vgg22", adversarial_weight=1e-3,
-        vgg_dtype=dtype,
+        train.gan_step, donate_states=2, content_loss="vgg22", adversarial_weight=1e-3
     )
     new_g, new_d, metrics = step(
         par.put_state(g_state), par.put_state(d_state), par.put_batch(batch),

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from srgan_jax import image_io
 from srgan_jax.data import demo_data
 from srgan_jax.data import input_pipeline as ip
-from srgan_jax.imresize import degrade, modcrop
+from srgan_jax.imresize import degrade
 
 CROP, SCALE = 48, 4
 RNG = np.random.default_rng(0)
@@ -173,17 +173,27 @@ def test_crops_are_aligned_augmented_and_in_range():
     transforms_seen, images_seen = set(), set()
     for _ in range(8):
         batch = next(it)
-        assert batch["lr"].dtype == np.float32 and batch["hr"].dtype == np.float32
+        assert batch["lr"].dtype == np.uint8 and batch["hr"].dtype == np.uint8
         assert batch["lr"].shape == (16, CROP // SCALE, CROP // SCALE, 3)
-        assert batch["lr"].min() >= 0.0 and batch["lr"].max() <= 1.0
-        assert batch["hr"].min() >= -1.0 and batch["hr"].max() <= 1.0
-        for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
-            crop = to_uint8_hr(hr)
-            np.testing.assert_array_equal(hr, crop / np.float32(127.5) - np.float32(1))
-            np.testing.assert_array_equal(np.round(lr * 255.0), degrade(crop, SCALE))
+        for lr, crop in zip(batch["lr"], batch["hr"], strict=True):
+            np.testing.assert_array_equal(lr, degrade(crop, SCALE))
             transforms_seen.add(match_crop(source, crop))
             images_seen.add(int(crop[0, 0, 2]))
     assert len(transforms_seen) == 8 and images_seen == {0, 1, 2}
+
+
+def test_device_degradation_leaves_lr_and_augmentation_to_the_step():
+    """Without host degradation the batch is the uint8 HR crops as cut, and their transforms."""
+    source = coordinate_source([(120, 100), (80, 150)])
+    on_host = iterator(source, global_batch_size=8).batch(3)
+    hr_only = iterator(source, global_batch_size=8, degrade_on_host=False).batch(3)
+    assert set(hr_only) == {"hr", "transform"}
+    for crop, code, augmented in zip(hr_only["hr"], hr_only["transform"], on_host["hr"],
+                                     strict=True):
+        assert match_crop(source, crop) == (0, 0)  # a window of its image, not flipped
+        flip, rotations = divmod(int(code), 4)
+        np.testing.assert_array_equal(np.rot90(crop[:, ::-1] if flip else crop, rotations),
+                                      augmented)
 
 
 def match_crop(source, crop):
@@ -317,10 +327,10 @@ def test_tfds_with_dataset_lr_gives_aligned_pairs(fake_tfds):
                for h, low in zip(source.hr, source.lr, strict=True))
     batch = next(iterator(source, global_batch_size=16))
     for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
-        lr8 = np.round(lr * 255).astype(np.uint8)
-        np.testing.assert_array_equal(np.kron(lr8, np.ones((4, 4, 1), np.uint8)), to_uint8_hr(hr))
-    pairs = ip.load_validation_set(ip.make_source(config, split="validation"), scale=4)
-    assert [(lr.shape, hr.shape) for lr, hr in pairs] == [((16, 18, 3), (64, 72, 3))]
+        np.testing.assert_array_equal(np.kron(lr, np.ones((4, 4, 1), np.uint8)), hr)
+    validation = ip.make_source(config, split="validation")
+    assert [(lr.shape, hr.shape) for lr, hr in zip(validation.lr, validation.hr, strict=True)] \
+        == [((16, 18, 3), (64, 72, 3))]
 
 
 def test_tfds_hr_only_uses_our_degradation(fake_tfds):
@@ -328,7 +338,7 @@ def test_tfds_hr_only_uses_our_degradation(fake_tfds):
     assert source.lr is None and source.sizes[0] == (83, 122)
     batch = next(iterator(source))
     for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
-        np.testing.assert_array_equal(np.round(lr * 255), degrade(to_uint8_hr(hr), 4))
+        np.testing.assert_array_equal(lr, degrade(hr, 4))
 
 
 def test_make_source_errors_name_the_config_field():
@@ -343,28 +353,6 @@ def test_make_source_errors_name_the_config_field():
         ip.make_source(config)
     config.source = "demo"
     assert len(ip.make_source(config, split="validation")) == 4
-
-
-def test_validation_set_and_padded_batch(tmp_path):
-    images = [textured(50, 61, seed=1), textured(37, 45, seed=2)]
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / f"{i}.png")
-    pairs = ip.load_validation_set([tmp_path], scale=4)
-    assert len(pairs) == 2 and len(ip.load_validation_set([tmp_path], 4, max_images=1)) == 1
-    for (lr, hr), image in zip(pairs, images, strict=True):
-        reference = modcrop(image, 4)
-        np.testing.assert_array_equal(to_uint8_hr(hr), reference)
-        np.testing.assert_array_equal(np.round(lr * 255), degrade(reference, 4))
-        assert lr.dtype == hr.dtype == np.float32
-
-    batch = ip.pad_batch(pairs, multiple=8)
-    assert batch["lr"].shape == (2, 16, 16, 3) and batch["hr"].shape == (2, 64, 64, 3)
-    np.testing.assert_array_equal(batch["hr_sizes"], [[48, 60], [36, 44]])
-    for i, (lr, hr) in enumerate(pairs):
-        np.testing.assert_array_equal(batch["lr"][i, : lr.shape[0], : lr.shape[1]], lr)
-        np.testing.assert_array_equal(batch["hr"][i, : hr.shape[0], : hr.shape[1]], hr)
-        assert batch["hr_mask"][i].sum() == hr.shape[0] * hr.shape[1]
-        assert batch["hr_mask"][i, : hr.shape[0], : hr.shape[1]].all()
 
 
 def test_demo_set_is_deterministic_and_detailed():
@@ -386,7 +374,7 @@ def test_batches_draw_distinct_images_while_there_are_enough(images, batch):
     source = coordinate_source([(CROP + k, CROP + 3) for k in range(images)])
     it = iterator(source, global_batch_size=batch)
     for step in range(5):
-        chosen = [int(to_uint8_hr(hr)[0, 0, 2]) for hr in it.batch(step)["hr"]]
+        chosen = [int(hr[0, 0, 2]) for hr in it.batch(step)["hr"]]
         counts = np.bincount(chosen, minlength=images)
         # Each image once per round of `images` examples: at most ceil(batch / images) times.
         assert counts.max() <= -(-batch // images) and counts.min() >= batch // images

@@ -18,6 +18,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from srgan_jax.data import input_pipeline
+from srgan_jax.evaluation import evaluators
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -26,6 +27,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU (params, BN, losses stay f32)
     config.parallelism = "pmap"  # 'pmap' | 'jit' (Mesh + NamedSharding) | 'none' (one device)
     config.distributed = False  # True: jax.distributed.initialize() first (multi-host runs)
+    # Where the processes meet; None: detected (Cloud TPU, SLURM, Open MPI, Kubernetes) or, for
+    # the address, $JAX_COORDINATOR_ADDRESS. Set all three to run several processes on one machine.
+    config.coordinator_address = placeholder(str)
+    config.num_processes = placeholder(int)
+    config.process_id = placeholder(int)
 
     config.model = ml_collections.ConfigDict()
     config.model.num_blocks = 16
@@ -34,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.crop_size = 96  # HR crop; also the discriminator's input size
     config.batch_size = 16  # global, over all devices and hosts
+    # Update steps per compiled call (jax.lax.scan): >1 keeps a fast accelerator busy when one
+    # step is shorter than launching it. Validation, samples and checkpoints stay exact.
+    config.steps_per_call = 1
 
     config.optimizer_name = "adam"
     config.optim = ml_collections.ConfigDict()
@@ -53,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     # The older single-switch form (one boundary); when set, it replaces lr_boundaries/lr_values.
     config.pretrain.lr_decay_step = placeholder(int)
     config.pretrain.decayed_learning_rate = 1e-5
+    config.pretrain.tv_weight = 0.0  # total-variation regulariser (the paper's VGG22 uses 2e-8)
 
     config.gan = ml_collections.ConfigDict()
     config.gan.steps = 200_000
@@ -63,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.lr_values = (1e-5,)
     config.gan.lr_decay_step = placeholder(int)
     config.gan.decayed_learning_rate = 1e-5
+    config.gan.tv_weight = 0.0
     # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
     # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.
     config.gan.init_from = ""
@@ -82,5 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample_every = 10_000
     config.keep_checkpoints = 3
     config.num_eval_images = 5
+    # Validation metrics by evaluator name (srgan_jax.evaluation.evaluators), as big_vision's
+    # config.evals: the published PSNR/SSIM protocol and its bicubic baseline.
+    config.evals = evaluators.default_config()
     config.num_samples = 3
     return config

@@ -62,6 +62,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.prefetch = 2  # batches prepared ahead in background threads (0: none)
     config.num_workers = 2  # threads preparing batches
     config.device_prefetch = 2  # batches placed on the devices ahead of the step (0: none)
+    # Where LR crops are made (MATLAB bicubic): 'host', 'device' (in the compiled step, from the
+    # uint8 HR crops), or 'auto': the device on GPU/TPU, the host on CPU-only runs.
+    config.degradation = "auto"
     return config
 
 
@@ -224,13 +227,17 @@ def make_source(data_config: ml_collections.ConfigDict, *, split: str = "train")
 
 
 def _augment(image: np.ndarray, flip: int, rotations: int) -> np.ndarray:
-    """One of the eight flips/rotations of an (H, W, C) image."""
+    """One of the eight flips/rotations of an (H, W, C) image (`batches.augment` on the device)."""
     return np.rot90(image[:, ::-1] if flip else image, rotations)
 
 
 class TrainIterator:
-    """Infinite iterator of training batches {'lr': float32 [0, 1], 'hr': float32 [-1, 1]}.
+    """Infinite iterator of uint8 training batches {'hr': HR crops, 'lr': their LR images}.
 
+    'lr' is there when the source has LR images or `degrade_on_host`. Otherwise the compiled step
+    makes it from 'hr' on the device (`srgan_jax.training.batches`), and flips and rotates the
+    crops there too: the batch holds the crops as cut, and 'transform' (int32, flip * 4 +
+    rotations per crop), because a rotated uint8 RGB crop costs the host 40x a plain copy.
     Create it with `create_train_iterator`. Shapes: [local_devices, per_device, H, W, 3] for the
     'pmap' layout, [local_batch, H, W, 3] for 'global'. `batch(step)` is the pure function behind
     `next()`; `get_state()` / `set_state()` save and restore the position. Call `close()` (or use
@@ -239,8 +246,10 @@ class TrainIterator:
 
     def __init__(self, source: ImageSource, usable: np.ndarray, *, global_batch_size: int,
                  crop_size: int, scale: int, seed: int, layout: str, local_device_count: int,
-                 process_index: int, process_count: int, prefetch: int, num_workers: int):
+                 process_index: int, process_count: int, prefetch: int, num_workers: int,
+                 degrade_on_host: bool):
         self.source = source
+        self.degrade_on_host = degrade_on_host
         self._usable = usable
         self.crop_size, self.scale, self.seed, self.layout = crop_size, scale, seed, layout
         self.global_batch_size = global_batch_size
@@ -261,11 +270,17 @@ class TrainIterator:
         rounds = [rng.permutation(available) for _ in range(-(-count // available))]
         return self._usable[np.concatenate(rounds)[:count]]
 
+    @property
+    def augments_on_device(self) -> bool:
+        """Whether flips/rotations are left to the compiled step (HR-only batches)."""
+        return self.source.lr is None and not self.degrade_on_host
+
     def _example(
         self, index: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
         """One uint8 HR crop of image `index` and, for sources with LR images, its aligned uint8
-        LR crop, at a random place and under one of the eight flips/rotations."""
+        LR crop, at a random place, and one of the eight flips/rotations (flip * 4 + rotations),
+        applied here unless `augments_on_device`."""
         crop, scale = self.crop_size, self.scale
         if self.source.lr is None:
             image = self.source.hr[index]
@@ -280,8 +295,10 @@ class TrainIterator:
             hr = self.source.hr[index][top * scale:(top + size) * scale,
                                        left * scale:(left + size) * scale]
         flip, rotations = int(rng.integers(2)), int(rng.integers(4))
+        if self.augments_on_device:
+            return hr, None, flip * 4 + rotations
         return (_augment(hr, flip, rotations),
-                None if lr is None else _augment(lr, flip, rotations))
+                None if lr is None else _augment(lr, flip, rotations), flip * 4 + rotations)
 
     def batch(self, step: int) -> Batch:
         """This host's share of the global batch number `step` (a pure function of seed, step)."""
@@ -289,14 +306,16 @@ class TrainIterator:
         indices = self.image_indices(step)[first:first + self.local_batch_size]
         examples = [self._example(int(index), np.random.default_rng([self.seed, step, first + j]))
                     for j, index in enumerate(indices)]
-        hr = np.stack([hr for hr, _ in examples])
-        lr = np.stack([degrade(hr, self.scale) if lr is None else lr for hr, lr in examples])
-        return {
-            "lr": (lr.astype(np.float32) / np.float32(255.0)).reshape(
-                self._device_shape + lr.shape[1:]),
-            "hr": (hr.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).reshape(
-                self._device_shape + hr.shape[1:]),
-        }
+        hr = np.stack([hr for hr, _, _ in examples])
+        batch = {"hr": hr.reshape(self._device_shape + hr.shape[1:])}
+        if self.augments_on_device:
+            transform = np.asarray([t for _, _, t in examples], np.int32)
+            batch["transform"] = transform.reshape(self._device_shape)
+        else:
+            lr = np.stack([degrade(hr, self.scale) if lr is None else lr
+                           for hr, lr, _ in examples])
+            batch["lr"] = lr.reshape(self._device_shape + lr.shape[1:])
+        return batch
 
     def __iter__(self) -> TrainIterator:
         return self
@@ -356,6 +375,7 @@ def create_train_iterator(
     process_count: int = 1,
     prefetch: int = 2,
     num_workers: int = 2,
+    degrade_on_host: bool = True,
 ) -> TrainIterator:
     """A `TrainIterator` over `source`, producing this host's share of each global batch.
 
@@ -399,63 +419,4 @@ def create_train_iterator(
         source, np.asarray(usable), global_batch_size=global_batch_size, crop_size=crop_size,
         scale=scale, seed=seed, layout=layout, local_device_count=local_device_count or 1,
         process_index=process_index, process_count=process_count, prefetch=prefetch,
-        num_workers=max(1, num_workers))
-
-
-def load_validation_set(
-    source: ImageSource | Sequence[str | os.PathLike],
-    scale: int,
-    max_images: int | None = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Full validation images as (lr float32 [0, 1], hr float32 [-1, 1]) pairs.
-
-    `source` is an `ImageSource` or a list of folders. HR is modcropped to a multiple of `scale`;
-    LR is the dataset's own LR image if the source has one, else `degrade` of the uint8 HR.
-    """
-    if not isinstance(source, ImageSource):
-        source = folder_source(list(source))
-    if source.lr is not None and source.lr_scale != scale:
-        raise ValueError(f"scale={scale} differs from the dataset's LR scale {source.lr_scale} "
-                         f"({source.name})")
-    count = len(source) if max_images is None else min(max_images, len(source))
-    pairs = []
-    for index in range(count):
-        hr = modcrop(source.hr[index], scale)
-        if min(hr.shape[:2]) == 0:
-            _skip(source.names[index], f"smaller than the scale {scale}")
-            continue
-        lr = degrade(hr, scale) if source.lr is None else source.lr[index]
-        pairs.append((lr.astype(np.float32) / np.float32(255.0),
-                      hr.astype(np.float32) / np.float32(127.5) - np.float32(1.0)))
-    return pairs
-
-
-def pad_batch(pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, multiple: int = 1) -> Batch:
-    """Stacks validation pairs of different sizes into one padded batch.
-
-    LR images are padded at the bottom/right (mirroring the edge) to the largest LR size, rounded
-    up to `multiple`, and HR images to that size times the scale. Returns 'lr' [N, h, w, 3], 'hr'
-    [N, H, W, 3], 'hr_mask' bool [N, H, W] (True on real pixels) and 'hr_sizes' int32 [N, 2].
-    A convolutional model's output near the padded edge differs slightly from an unpadded run; crop
-    with 'hr_sizes' and evaluate one image at a time where exact per-image numbers matter.
-    """
-    if not pairs:
-        raise ValueError("pad_batch needs at least one (lr, hr) pair")
-    scale = pairs[0][1].shape[0] // pairs[0][0].shape[0]
-    lr_size = [max(lr.shape[axis] for lr, _ in pairs) for axis in (0, 1)]
-    lr_size = [-(-n // multiple) * multiple for n in lr_size]
-
-    def pad(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
-        widths = ((0, size[0] - image.shape[0]), (0, size[1] - image.shape[1]), (0, 0))
-        return np.pad(image, widths, mode="symmetric")
-
-    hr_size = [n * scale for n in lr_size]
-    mask = np.zeros((len(pairs), *hr_size), dtype=bool)
-    for i, (_, hr) in enumerate(pairs):
-        mask[i, : hr.shape[0], : hr.shape[1]] = True
-    return {
-        "lr": np.stack([pad(lr, lr_size) for lr, _ in pairs]),
-        "hr": np.stack([pad(hr, hr_size) for _, hr in pairs]),
-        "hr_mask": mask,
-        "hr_sizes": np.asarray([hr.shape[:2] for _, hr in pairs], dtype=np.int32),
-    }
+        num_workers=max(1, num_workers), degrade_on_host=degrade_on_host)

@@ -24,13 +24,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
+
+from srgan_jax.training import workdirs
 
 PyTree = Any
 
@@ -41,6 +47,7 @@ DISCRIMINATOR_FIELDS = ("crop_size",)
 BEST_METRIC = "psnr"
 PHASE_METRIC = "phase"  # stored with the metrics: the index of the phase in PHASE_ORDER
 PHASE_ORDER = ("pretrain", "gan")
+DAMAGED_DIR = "damaged_checkpoints"  # unreadable steps are moved here, never deleted
 
 
 class CheckpointMismatchError(ValueError):
@@ -49,7 +56,12 @@ class CheckpointMismatchError(ValueError):
 
 @dataclasses.dataclass
 class TrainingCheckpoint:
-    """Everything needed to continue a run from `step` (host arrays, unreplicated)."""
+    """Where a run stands: everything needed to continue it from `step`.
+
+    The trainer's one representation of a training state on the host (unreplicated arrays):
+    restored from a checkpoint, returned by `train_and_evaluate`, and saved. `phase` is None
+    and the states are None before the first step of a fresh run.
+    """
 
     step: int
     phase: str
@@ -59,9 +71,9 @@ class TrainingCheckpoint:
     data_state: Any
 
 
-def checkpoint_dir(workdir: str) -> str:
-    """The absolute checkpoint directory of a workdir (orbax wants absolute paths)."""
-    return os.path.join(os.path.abspath(workdir), "checkpoints")
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
+    """The checkpoint directory of a workdir: absolute if local (orbax wants that), or a URL."""
+    return os.fspath(workdirs.workdir_path(workdir) / "checkpoints")
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:
@@ -188,6 +200,40 @@ class Checkpointer:
         restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return restored["meta"]
 
+    def restore_newest_readable(
+        self, templates: Callable[[str], tuple[PyTree, PyTree | None]]
+    ) -> TrainingCheckpoint | None:
+        """The newest checkpoint that reads back whole (None if there is none).
+
+        `templates(phase)` gives the (generator, discriminator) structures of a phase. A step that
+        cannot be read (a truncated or missing file, broken metadata) is moved to
+        `<workdir>/damaged_checkpoints/` with a warning naming it, and the step before it is
+        tried: a crash that damaged the latest checkpoint costs only the steps since the one
+        before. A checkpoint of another model is an error, not damage.
+        """
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                phase = self.read_meta(step)["phase"]
+                return self.restore(step, *templates(phase))
+            except CheckpointMismatchError:
+                raise
+            except Exception as error:  # noqa: BLE001 (orbax, tensorstore and json all raise)
+                kept = self._set_aside(step)
+                logging.warning(
+                    "checkpoint of step %d is unreadable (%s: %s); moved it to %s and trying "
+                    "the step before", step, type(error).__name__, str(error)[:300], kept)
+        return None
+
+    def _set_aside(self, step: int) -> str:
+        """Moves step `step`'s directory out of the manager's sight; returns where it went."""
+        directory = epath.Path(self.directory)
+        target_dir = directory.parent / DAMAGED_DIR
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        (directory / str(step)).rename(target)
+        self._manager.reload()
+        return os.fspath(target)
+
     def restore(
         self, step: int, generator: PyTree, discriminator: PyTree | None
     ) -> TrainingCheckpoint:
@@ -228,24 +274,20 @@ class Checkpointer:
         self._manager.close()
 
 
-def _resolve_step_dir(path: str) -> tuple[str, int]:
+def _resolve_step_dir(path: str | os.PathLike) -> tuple[str, int]:
     """(checkpoint directory, step) for a workdir, its `checkpoints/` dir or one step's dir."""
-    path = os.path.abspath(path)
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        path = os.path.join(path, "checkpoints")
-    if os.path.basename(path).isdigit() and os.path.isdir(os.path.join(path, "generator")):
-        return os.path.dirname(path), int(os.path.basename(path))
-    steps = (
-        sorted(int(name) for name in os.listdir(path) if name.isdigit())
-        if os.path.isdir(path)
-        else []
-    )
+    path = workdirs.workdir_path(path)
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    if path.name.isdigit() and (path / "generator").is_dir():
+        return os.fspath(path.parent), int(path.name)
+    steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
     if not steps:
         raise FileNotFoundError(
             f"no checkpoint found at {path}: expected a training workdir, its checkpoints/ "
             "directory or one step's directory"
         )
-    return path, steps[-1]
+    return os.fspath(path), steps[-1]
 
 
 def best_step(workdir: str) -> int:

@@ -39,11 +39,18 @@ PARALLELISMS = ("pmap", "jit", "none")
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
     """Starts multi-host JAX (`jax.distributed.initialize`) if `config.distributed` is set.
 
-    Must run before anything touches the devices. The coordinator, process count and id are
-    auto-detected on Cloud TPU, SLURM, Open MPI and Kubernetes (see `jax.distributed.initialize`).
+    Must run before anything touches the devices. `config.coordinator_address`, `num_processes`
+    and `process_id` default to what JAX detects on Cloud TPU, SLURM, Open MPI and Kubernetes.
+    CPU processes exchange their collectives through gloo (JAX's CPU default has none across
+    processes), which is how a multi-host run is tested on one machine.
     """
     if config.get("distributed", False):
-        jax.distributed.initialize()
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=config.get("coordinator_address"),
+            num_processes=config.get("num_processes"),
+            process_id=config.get("process_id"),
+        )
         logging.info("JAX distributed: process %d of %d", jax.process_index(), jax.process_count())
 
 
@@ -63,9 +70,9 @@ class Parallel:
     batch_size: int
 
     @classmethod
-    def create(cls, config: ml_collections.ConfigDict) -> Parallel:
-        """The mode of `config.parallelism` for `config.batch_size`, checking that it divides."""
-        mode = config.parallelism
+    def create(cls, mode: str, batch_size: int) -> Parallel:
+        """The `mode` (`config.parallelism`) for global batches of `batch_size`, which must
+        divide over the devices."""
         if mode not in PARALLELISMS:
             raise ValueError(f"config.parallelism must be one of {PARALLELISMS}, got {mode!r}")
         if mode == "pmap":
@@ -77,12 +84,12 @@ class Parallel:
                 raise ValueError("config.parallelism='none' is one device; it cannot be multi-host")
             mesh = Mesh(np.array(jax.local_devices()[:1]), (DATA_AXIS,))
         devices = jax.device_count() if mode != "none" else 1
-        if config.batch_size % devices:
+        if batch_size < 1 or batch_size % devices:
             raise ValueError(
-                f"config.batch_size ({config.batch_size}) must be divisible by the number of "
-                f"devices ({devices}) for config.parallelism={mode!r}"
+                f"config.batch_size must be a positive multiple of the number of devices "
+                f"({devices}) for config.parallelism={mode!r}, got {batch_size}"
             )
-        return cls(mode=mode, mesh=mesh, batch_size=config.batch_size)
+        return cls(mode=mode, mesh=mesh, batch_size=batch_size)
 
     @property
     def bn_axis_name(self) -> str | None:
@@ -123,17 +130,29 @@ class Parallel:
 
         return jax.tree.map(unreplicate, tree)
 
+    def stack(self, batches: list[Any]) -> Any:
+        """K host batches (in `layout`) as one block for `steps.multi_step`: the step axis goes
+        after the device axis for 'pmap' ([devices, K, per_device, ...]), first for 'global'."""
+        axis = 1 if self.mode == "pmap" else 0
+        return jax.tree.map(lambda *xs: np.stack(xs, axis=axis), *batches)
+
     def put_batch(self, batch: Any) -> Any:
-        """This host's share of a global batch (numpy, in `layout`) -> device arrays."""
+        """This host's share of a global batch or block (numpy, in `layout`) -> device arrays.
+
+        A block from `stack` is recognised by the extra axis of its 'hr' images and sharded along
+        its batch axis, as are the per-example leaves beside them (e.g. 'transform').
+        """
+        per_device = self.local_batch_size // self.num_local_devices
+        image_ndim = 5 if self.mode == "pmap" else 4  # [devices,] batch, H, W, C
+        stacked = np.ndim(batch["hr"]) == image_ndim + 1
         if self.mode == "pmap":
             sharding = NamedSharding(self.mesh, P(PMAP_AXIS))
-            expected = (self.num_local_devices, self.local_batch_size // self.num_local_devices)
-            place = functools.partial(_put_pmap_batch, sharding=sharding, expected=expected)
+            place = functools.partial(_put_pmap_batch, sharding=sharding, stacked=stacked,
+                                      devices=self.num_local_devices, per_device=per_device)
             return jax.tree.map(place, batch)
-        sharding = NamedSharding(self.mesh, P(DATA_AXIS))
+        sharding = NamedSharding(self.mesh, P(None, DATA_AXIS) if stacked else P(DATA_AXIS))
         return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
-        )
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
     def compile(
         self, step_fn: Callable[..., Any], *, donate_states: int, **static: Any
@@ -155,11 +174,13 @@ class Parallel:
         return jax.jit(step, donate_argnums=donate, out_shardings=NamedSharding(self.mesh, P()))
 
 
-def _put_pmap_batch(x: Any, *, sharding: NamedSharding, expected: tuple[int, int]) -> jax.Array:
-    x = np.asarray(x)
-    if x.shape[:2] != expected:
+def _put_pmap_batch(x: Any, *, sharding: NamedSharding, stacked: bool, devices: int,
+                    per_device: int) -> jax.Array:
+    x = np.asarray(x)  # [devices, (K,) per_device, ...]
+    if x.shape[0] != devices or x.shape[1 + stacked] != per_device:
         raise ValueError(
-            f"pmap batches must be shaped [local_devices, per_device, ...] = [{expected[0]}, "
-            f"{expected[1]}, ...] (config.batch_size / hosts / devices), got {x.shape}"
+            f"pmap batches must be shaped [local_devices, per_device, ...] = [{devices}, "
+            f"{per_device}, ...] (config.batch_size / hosts / devices), or [{devices}, K, "
+            f"{per_device}, ...] for a block of K steps; got {x.shape}"
         )
     return jax.device_put(x, sharding)

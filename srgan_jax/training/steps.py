@@ -7,8 +7,13 @@ models' BatchNorm (built with the same `bn_axis_name`) averages its statistics o
 update equals one on the whole global batch. Under `jax.jit` with a sharded batch, or on one
 device, leave `axis_name=None`. `srgan_jax.training.parallel` compiles them either way.
 
-A batch is `{'lr': float32 [N, h, w, 3] in [0, 1], 'hr': float32 [N, h*scale, w*scale, 3] in
-[-1, 1]}`. `rng` is accepted for a uniform step signature; the paper's models draw no randomness.
+A batch is uint8 crops, `{'hr': [N, H, W, 3]}` with `'lr': [N, H/scale, W/scale, 3]` or without
+it (then LR is made on the device, `training.batches`), or the same already in the model ranges
+(`'lr'` float32 in [0, 1], `'hr'` in [-1, 1]). `rng` is accepted for a uniform step signature; the
+paper's models draw no randomness. `multi_step` runs K steps in one compiled call.
+
+The VGG19 network of the content loss always runs in float32, whatever the models' compute dtype:
+its features are compared by an MSE that bfloat16 rounding would swamp.
 
 GAN step design (k = 1, the paper's alternation, as in the PyTorch peer):
   * G runs forward once, in training mode; its output `sr` feeds both updates.
@@ -26,13 +31,15 @@ GAN step design (k = 1, the paper's alternation, as in the PyTorch peer):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from srgan_jax import losses
-from srgan_jax.metrics import psnr_jax, ssim_jax
+from srgan_jax import losses, value_ranges
+from srgan_jax.metrics import psnr_jax
+from srgan_jax.training import batches
 from srgan_jax.training.train_state import TrainState, learning_rate
 from srgan_jax.vgg import VGG19Features
 
@@ -51,18 +58,15 @@ def vgg_layer(content_loss: str) -> str | None:
 
 
 def compute_content_loss(
-    content_loss: str,
-    sr: jax.Array,
-    hr: jax.Array,
-    vgg_params: Any,
-    vgg_dtype: Any = jnp.float32,
+    content_loss: str, sr: jax.Array, hr: jax.Array, vgg_params: Any
 ) -> jax.Array:
     """Pixel MSE ('mse') or the paper's VGG loss on phi_2_2 ('vgg22') / phi_5_4 ('vgg54')."""
     layer = vgg_layer(content_loss)
     if layer is None:
         return losses.mse(sr, hr)
-    vgg = VGG19Features(layer=layer, dtype=vgg_dtype)
-    return losses.content_loss(lambda images: vgg.apply(vgg_params, images), sr, hr)
+    vgg = VGG19Features(layer=layer, dtype=jnp.float32)
+    features = lambda images: vgg.apply(vgg_params, images.astype(jnp.float32))
+    return losses.content_loss(features, sr, hr)
 
 
 def pretrain_step(
@@ -72,26 +76,34 @@ def pretrain_step(
     vgg_params: Any,
     *,
     content_loss: str,
-    vgg_dtype: Any = jnp.float32,
+    tv_weight: float = 0.0,
+    scale: int | None = None,
     axis_name: str | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One SRResNet update with the `content_loss` ('mse', 'vgg22' or 'vgg54').
 
     `vgg_params` (`{'params': ...}` for `VGG19Features(vgg_layer(content_loss))`) may be None for
-    'mse'. Metrics: `content_loss`, `pixel_loss` (MSE in [-1, 1]), `psnr` (Y, border = scale, on
-    this batch before the update) and `learning_rate`.
+    'mse'. `tv_weight` adds that much total variation of SR (the paper's SRResNet-VGG22 uses 2e-8).
+    `scale` is needed only for batches without LR images (LR made on the device). Metrics:
+    `content_loss` (the loss itself, TV included), `pixel_loss` (MSE in [-1, 1]), `psnr` (Y,
+    border = scale, on this batch before the update), `learning_rate`, and `tv_loss` if weighted.
     """
     del rng  # deterministic models
+    batch = batches.prepare(batch, scale)
 
     def loss_fn(params):
         sr, batch_stats = _apply_training(g_state, params, g_state.batch_stats, batch["lr"])
-        loss = compute_content_loss(content_loss, sr, batch["hr"], vgg_params, vgg_dtype)
-        return loss, (sr, batch_stats)
+        loss = compute_content_loss(content_loss, sr, batch["hr"], vgg_params)
+        tv = losses.total_variation(sr)
+        return loss + tv_weight * tv, (sr, batch_stats, tv)
 
-    (loss, (sr, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_state.params)
+    (loss, (sr, batch_stats, tv)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        g_state.params
+    )
     g_state = g_state.apply_gradients(grads=_pmean(grads, axis_name), batch_stats=batch_stats)
     metrics = {
         "content_loss": loss,
+        **({"tv_loss": tv} if tv_weight else {}),
         **_image_metrics(sr, batch),
         "learning_rate": learning_rate(g_state),
     }
@@ -107,7 +119,8 @@ def gan_step(
     *,
     content_loss: str,
     adversarial_weight: float,
-    vgg_dtype: Any = jnp.float32,
+    tv_weight: float = 0.0,
+    scale: int | None = None,
     axis_name: str | None = None,
 ) -> tuple[TrainState, TrainState, Metrics]:
     """One SRGAN update: D on real and fake, then G on content + weighted adversarial loss.
@@ -115,9 +128,11 @@ def gan_step(
     See the module docstring for the design. Metrics: `d_loss`, `g_loss` (the perceptual loss),
     `content_loss`, `adversarial_loss`, `d_real`/`d_fake` (mean D probability of the real and the
     generated batch, before D's update: a discriminator that wins outright shows d_real -> 1,
-    d_fake -> 0), `pixel_loss`, `psnr` and `learning_rate`.
+    d_fake -> 0), `pixel_loss`, `psnr` and `learning_rate`; `tv_weight` and `scale` as in
+    `pretrain_step`.
     """
     del rng  # deterministic models
+    batch = batches.prepare(batch, scale)
     hr = batch["hr"]
 
     def generate(params):
@@ -139,7 +154,8 @@ def gan_step(
     d_state = d_state.apply_gradients(grads=_pmean(d_grads, axis_name), batch_stats=d_batch_stats)
 
     def g_loss_fn(sr):
-        content = compute_content_loss(content_loss, sr, hr, vgg_params, vgg_dtype)
+        content = compute_content_loss(content_loss, sr, hr, vgg_params)
+        content += tv_weight * losses.total_variation(sr)
         logits, _ = _apply_training(d_state, d_state.params, d_state.batch_stats, sr)
         adversarial = losses.generator_adversarial_loss(logits)
         loss = losses.perceptual_loss(content, adversarial, adversarial_weight)
@@ -161,24 +177,6 @@ def gan_step(
     return g_state, d_state, _pmean(metrics, axis_name)
 
 
-def eval_step(
-    g_state: TrainState, batch: Batch, *, scale: int, axis_name: str | None = None
-) -> Metrics:
-    """Mean `psnr` and `ssim` (Y channel, `scale` border pixels cropped) of G in inference mode.
-
-    SR is clipped to [0, 1] and HR mapped from [-1, 1] to [0, 1], unquantised.
-    """
-    sr = g_state.apply_fn(
-        {"params": g_state.params, "batch_stats": g_state.batch_stats}, batch["lr"], train=False
-    )
-    sr, hr = _to_unit_range(sr), _to_unit_range(batch["hr"])
-    metrics = {
-        "psnr": jnp.mean(psnr_jax(sr, hr, border=scale)),
-        "ssim": jnp.mean(ssim_jax(sr, hr, border=scale)),
-    }
-    return _pmean(metrics, axis_name)
-
-
 def _apply_training(
     state: TrainState, params: Any, batch_stats: Any, inputs: jax.Array
 ) -> tuple[jax.Array, Any]:
@@ -192,15 +190,35 @@ def _apply_training(
 def _image_metrics(sr: jax.Array, batch: Batch) -> Metrics:
     """Pixel MSE (in [-1, 1]) and mean Y-channel PSNR (border = scale) of a training batch."""
     scale = batch["hr"].shape[1] // batch["lr"].shape[1]
-    psnr = psnr_jax(_to_unit_range(sr), _to_unit_range(batch["hr"]), border=scale)
+    unit = value_ranges.unit_from_sr
+    psnr = psnr_jax(unit(sr), unit(batch["hr"]), border=scale)
     return {"pixel_loss": losses.mse(sr, batch["hr"]), "psnr": jnp.mean(psnr)}
-
-
-def _to_unit_range(images: jax.Array) -> jax.Array:
-    """[-1, 1] -> [0, 1], clipped."""
-    return jnp.clip((images + 1.0) * 0.5, 0.0, 1.0)
 
 
 def _pmean(tree: Any, axis_name: str | None) -> Any:
     return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
+
+
+def multi_step(step_fn: Callable[..., Any], num_states: int) -> Callable[..., Any]:
+    """`step_fn` run K times in one call, over batches and keys stacked on a leading axis of K.
+
+    The returned function takes `(*states, batches, rngs, vgg_params, **static)` where every leaf
+    of `batches` and `rngs` has a leading axis of length K, and returns the states after the K
+    updates followed by the metrics of every step, each stacked to [K]. One compiled call then
+    covers K steps, which keeps an accelerator busy when one step is shorter than the host's work
+    to launch it (`jax.lax.scan`: the step is compiled once, not unrolled).
+    """
+
+    def run(*args: Any, **static: Any) -> tuple[Any, ...]:
+        states, (stacked_batches, rngs, vgg_params) = args[:num_states], args[num_states:]
+
+        def one_step(carry, inputs):
+            batch, rng = inputs
+            *new_states, metrics = step_fn(*carry, batch, rng, vgg_params, **static)
+            return tuple(new_states), metrics
+
+        states, metrics = jax.lax.scan(one_step, tuple(states), (stacked_batches, rngs))
+        return (*states, metrics)
+
+    return run

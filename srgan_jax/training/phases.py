@@ -1,0 +1,114 @@
+"""The two training phases and the states each starts from.
+
+A run is phase 'pretrain' (SRResNet: global steps 0 .. pretrain.steps) followed by phase 'gan'
+(SRGAN: the next gan.steps), either of which may be empty. Entering a phase creates its states
+with fresh optimizers; the GAN phase's generator starts from the pre-trained SRResNet (this run's,
+or `gan.init_from`'s checkpoint), as the paper's SRGAN does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import ml_collections
+from absl import logging
+
+from srgan_jax import vgg
+from srgan_jax.training import checkpoints, steps
+from srgan_jax.training import train_state as train_state_lib
+from srgan_jax.training.train_state import TrainState
+
+PHASES = train_state_lib.PHASES  # ('pretrain', 'gan'), in run order
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSpan:
+    """Global steps [start, end) of one training phase."""
+
+    name: str
+    start: int
+    end: int
+
+
+def phase_spans(config: ml_collections.ConfigDict) -> list[PhaseSpan]:
+    """The two phases in order, with their global step ranges (possibly empty)."""
+    for name in PHASES:
+        if config[name].steps < 0:
+            raise ValueError(f"config.{name}.steps must be >= 0, got {config[name].steps}")
+    pretrain_end = config.pretrain.steps
+    return [
+        PhaseSpan("pretrain", 0, pretrain_end),
+        PhaseSpan("gan", pretrain_end, pretrain_end + config.gan.steps),
+    ]
+
+
+def create_states(
+    config: ml_collections.ConfigDict, phase: str, rng: jax.Array, bn_axis_name: str | None
+) -> tuple[TrainState, TrainState | None]:
+    """Freshly initialised states of `phase` (G, and D for the GAN phase), with its optimizers."""
+    g_rng, d_rng = jax.random.split(jax.random.fold_in(rng, PHASES.index(phase)))
+    generator = train_state_lib.create_generator_state(config, g_rng, phase, bn_axis_name)
+    if phase == "pretrain":
+        return generator, None
+    return generator, train_state_lib.create_discriminator_state(config, d_rng, bn_axis_name)
+
+
+def abstract_states(
+    config: ml_collections.ConfigDict, phase: str, bn_axis_name: str | None = None
+) -> tuple[TrainState, TrainState | None]:
+    """Shapes and structure of `phase`'s states, without initialising them: restore targets."""
+    return jax.eval_shape(lambda: create_states(config, phase, jax.random.key(0), bn_axis_name))
+
+
+def enter_phase(
+    config: ml_collections.ConfigDict,
+    phase: str,
+    rng: jax.Array,
+    previous_generator: TrainState | None,
+    bn_axis_name: str | None,
+) -> tuple[TrainState, TrainState | None]:
+    """States at the start of `phase`: new optimizers, and for the GAN phase a trained G."""
+    generator, discriminator = create_states(config, phase, rng, bn_axis_name)
+    if phase == "gan":
+        variables = gan_generator_variables(config, previous_generator)
+        if variables is not None:
+            generator = generator.replace(**variables)
+    return generator, discriminator
+
+
+def gan_generator_variables(
+    config: ml_collections.ConfigDict, previous_generator: TrainState | None
+) -> dict[str, Any] | None:
+    """`{'params', 'batch_stats'}` the GAN phase's generator starts from (None: from scratch).
+
+    That is `config.gan.init_from`'s checkpoint if set, else this run's pre-trained generator if
+    there is one: the paper initialises SRGAN with the trained SRResNet-MSE.
+    """
+    if config.gan.init_from:
+        logging.info("GAN phase: generator initialised from %s", config.gan.init_from)
+        return checkpoints.load_generator_variables(config.gan.init_from, config)
+    if previous_generator is not None:
+        return {"params": previous_generator.params, "batch_stats": previous_generator.batch_stats}
+    logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
+    return None
+
+
+def vgg_layers_needed(config: ml_collections.ConfigDict) -> set[str]:
+    """The VGG19 feature maps the content losses of the non-empty phases compare."""
+    return {
+        layer
+        for phase in PHASES
+        if config[phase].steps and (layer := steps.vgg_layer(config[phase].content_loss))
+    }
+
+
+def vgg_params(config: ml_collections.ConfigDict, content_loss: str, rng: jax.Array) -> Any:
+    """Frozen VGG19 params for a content loss (None for the pixel MSE)."""
+    layer = steps.vgg_layer(content_loss)
+    if layer is None:
+        return None
+    if config.vgg.random_weights:
+        logging.warning("VGG19 with RANDOM weights (config.vgg.random_weights): smoke runs only")
+        return vgg.random_vgg19_params(rng, layer)
+    return vgg.load_vgg19_params(config.vgg.weights_path, layer=layer, download=config.vgg.download)

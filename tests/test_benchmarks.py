@@ -7,6 +7,7 @@ megapixel).
 """
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -92,7 +93,28 @@ def test_train_step_benchmark_quick(tmp_path):
         assert r["content_loss"] > 0
     expected = flops.gan_step_flops(4, 32, num_blocks=2, channels=16, vgg_layer="phi_2_2")
     assert rows[-1]["gflop_per_step"] == round(expected / 1e9, 2)
-    assert "| gan | 4 | bfloat16 |" in out
+    assert "| gan | 4 | bfloat16 | 1 | host |" in out
+    assert all(r["temp_mb"] is None or r["temp_mb"] > 0 for r in rows)
+
+
+def test_device_run_bench_sweeps_steps_per_call_and_degradation(tmp_path):
+    """`device_run.sh bench` at its CPU size: the K x degradation sweep and the input rate."""
+    data = REPO.parent / "shared" / "data"
+    env = dict(os.environ, QUICK="1", OUT=str(tmp_path), PYTHON=sys.executable,
+               PEER_PYTHON=sys.executable, PEER=str(tmp_path / "no_peer.py"),
+               DATA=str(data if data.is_dir() else tmp_path))
+    result = subprocess.run(["bash", str(BENCHMARKS / "device_run.sh"), "bench"], env=env,
+                            capture_output=True, text=True, timeout=2 * TIMEOUT, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "jax.jsonl").read_text().splitlines()]
+    configurations = {(r["step"], r["steps_per_call"], r["degradation"]) for r in rows}
+    assert configurations == {("gan", k, where) for k in (1, 4) for where in ("host", "device")} \
+        | {("pretrain", 1, "device"), ("pretrain", 4, "device")}
+    assert all(r["recompiles"] == 0 for r in rows)
+    table = (tmp_path / "bench.md").read_text()
+    assert "| gan | 4 | bfloat16 | 4 | device |" in table
+    if data.is_dir():
+        assert "crops/s" in (tmp_path / "input_pipeline.txt").read_text()
 
 
 def test_peer_ratio_table():

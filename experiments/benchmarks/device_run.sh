@@ -64,24 +64,29 @@ install_wheels() {
 }
 
 bench() {
-  local jax_args=(--iters 50 --warmup 5) peer_args=(--steps 20 --warmup 5) batches=16,64
-  local peer_amps=bf16,none
+  local jax_args=(--iters 30 --warmup 3) peer_args=(--steps 20 --warmup 5) batches=16,64
+  local peer_amps=bf16,none ks=1,4,16 pipeline_args=(--steps 300 --num-workers 1,2,4,8,12)
   if [[ $QUICK == 1 ]]; then
-    # --quick: batch 4, bf16 (a tiny model: the ratio table only proves the plumbing)
+    # --quick: batch 4, bf16 (a tiny model: the tables only prove the plumbing)
     jax_args=(--quick); peer_args=(--steps 1 --warmup 1 --hr-size 32); batches=4
-    peer_amps=bf16
+    peer_amps=bf16; ks=1,4; pipeline_args=(--steps 5 --num-workers 1)
   fi
   log "devices: $("$PYTHON" -c 'import jax; print(jax.devices())')"
   command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$OUT/device_run.log"
-  # bfloat16 first, the configuration that matters on accelerators; float32 at batch 16 only.
-  log "JAX train steps, bfloat16, batch $batches"
-  capped 130 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
-    --dtypes bfloat16 --batch-sizes "$batches" --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
-  if [[ $QUICK != 1 ]]; then
-    log "JAX train steps, float32, batch 16"
-    capped 70 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" \
-      --dtypes float32 --batch-sizes 16 --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
-  fi
+  # The issue-16 sweep, bf16: the SRGAN step at K steps per call x batch x where LR is made
+  # (with XLA's compiled memory per configuration); the SRResNet step at K = 1 and the largest K.
+  log "JAX SRGAN step sweep: bf16, batch $batches, K $ks, LR on host and device"
+  capped 300 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" --steps gan \
+    --dtypes bfloat16 --batch-sizes "$batches" --steps-per-call "$ks" --degradation host,device \
+    --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
+  log "JAX SRResNet step: bf16, batch $batches, K 1 and ${ks##*,}, LR on the device"
+  capped 90 "$PYTHON" experiments/benchmarks/train_step.py "${jax_args[@]}" --steps pretrain \
+    --dtypes bfloat16 --batch-sizes "$batches" --steps-per-call "1,${ks##*,}" \
+    --degradation device --jsonl "$OUT/jax.jsonl" >>"$OUT/device_run.log" 2>&1
+  log "input pipeline: crops/s by workers (96x96, x4, LR on host and device)"
+  capped 60 "$PYTHON" experiments/benchmarks/input_pipeline.py "${pipeline_args[@]}" \
+    --folder "$DATA/train/T91" 2>&1 | grep -v Warning | tee "$OUT/input_pipeline.txt" \
+    >>"$OUT/device_run.log"
   if "$PEER_PYTHON" -c "import torch" 2>/dev/null && [[ -f $PEER ]]; then
     local device mode=default
     device=$("$PEER_PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')

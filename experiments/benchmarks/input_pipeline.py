@@ -1,14 +1,17 @@
 """Training-input throughput (crops/s) against what one train step consumes.
 
 Loads a folder source (default `../shared/data/train/T91` beside the checkout, else the built-in
-demo set), then times the `TrainIterator` making batches of random HR crops with their
-MATLAB-bicubic LR: once synchronously (`batch(step)` on the calling thread) and once through
-`next()` with background prefetch threads. With `--train-step` it also times a generator
+demo set), then times the `TrainIterator` making batches of random uint8 HR crops, with their
+MATLAB-bicubic LR made on the host (`--degradation host`) or left to the compiled step (`device`,
+the host only picks, crops, flips and rotates): once synchronously (`batch(step)` on the calling
+thread) and through `next()` with background prefetch threads, for each of `--num-workers`.
+With `--train-step` it also times a generator
 forward+backward pass at the same batch size (pixel-MSE gradient, the cheapest training step), so
 the two rates can be compared: the pipeline keeps up while its crops/s exceed batch_size x steps/s.
 
   python experiments/benchmarks/input_pipeline.py                  # T91, batch 16, 96x96 crops
   python experiments/benchmarks/input_pipeline.py --steps 5        # CI smoke run
+  python experiments/benchmarks/input_pipeline.py --num-workers 1,2,4,8 --degradation device
   python experiments/benchmarks/input_pipeline.py --train-step     # plus the step it must feed
 """
 from __future__ import annotations
@@ -39,10 +42,12 @@ def train_steps_per_second(batch: dict, steps: int) -> float:
     import jax
     import jax.numpy as jnp
 
+    from srgan_jax import value_ranges
     from srgan_jax.models import Generator
 
     model = Generator()
-    lr, hr = jnp.asarray(batch["lr"]), jnp.asarray(batch["hr"])
+    hr = value_ranges.hr_from_uint8(jnp.asarray(batch["hr"]))
+    lr = value_ranges.lr_from_uint8(jnp.asarray(batch["lr"]))
     variables = jax.jit(model.init)(jax.random.key(0), lr[:1])
 
     @jax.jit
@@ -70,7 +75,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--steps", type=int, default=200, help="batches timed per measurement")
     parser.add_argument("--prefetch", type=int, default=4)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--num-workers", default="2", help="prefetch threads (comma list)")
+    parser.add_argument("--degradation", default="host,device",
+                        help="where LR is made: host, device (comma list)")
     parser.add_argument("--train-step", action="store_true",
                         help="also time a full-size generator step at this batch size")
     parser.add_argument("--train-steps", type=int, default=3)
@@ -85,20 +92,25 @@ def main() -> None:
     print(f"source: {source.name}: {len(source)} images, {megapixels:.1f} MP, "
           f"loaded in {load_seconds:.2f} s")
 
-    def make(prefetch: int) -> input_pipeline.TrainIterator:
+    def make(prefetch: int, workers: int, degradation: str) -> input_pipeline.TrainIterator:
         return input_pipeline.create_train_iterator(
             source, global_batch_size=args.batch_size, crop_size=args.crop_size, scale=args.scale,
-            layout="global", prefetch=prefetch, num_workers=args.num_workers)
+            layout="global", prefetch=prefetch, num_workers=workers,
+            degrade_on_host=degradation == "host")
 
     shape = f"batch {args.batch_size}, {args.crop_size}x{args.crop_size} HR, x{args.scale}"
-    sync = crops_per_second(make(0), args.steps, threaded=False)
-    print(f"synchronous ({shape}): {sync:8.0f} crops/s")
-    with make(args.prefetch) as iterator:
-        threaded = crops_per_second(iterator, args.steps, threaded=True)
-        batch = iterator.batch(0)
-    print(f"prefetch {args.prefetch}, {args.num_workers} workers: {threaded:8.0f} crops/s")
+    threaded = 0.0
+    for degradation in args.degradation.split(","):
+        sync = crops_per_second(make(0, 1, degradation), args.steps, threaded=False)
+        print(f"LR made on the {degradation}, synchronous ({shape}): {sync:8.0f} crops/s")
+        for workers in (int(n) for n in args.num_workers.split(",")):
+            with make(args.prefetch, workers, degradation) as iterator:
+                threaded = crops_per_second(iterator, args.steps, threaded=True)
+            print(f"LR made on the {degradation}, prefetch {args.prefetch}, {workers} workers: "
+                  f"{threaded:8.0f} crops/s", flush=True)
 
     if args.train_step:
+        batch = make(0, 1, "host").batch(0)
         steps_per_s = train_steps_per_second(batch, args.train_steps)
         needed = steps_per_s * args.batch_size
         print(f"generator step (16 blocks, 64 ch, forward+backward): {steps_per_s:.3f} steps/s "

@@ -6,11 +6,11 @@ import pytest
 from PIL import Image, ImageCms
 
 from srgan_jax import image_io
-from srgan_jax.upscaling import inference, upscale_cli
+from fake_models import TINY, random_variables
+from srgan_jax.upscaling import registry, upscale_cli
 from srgan_jax.upscaling.inference import upscale
-from srgan_jax.upscaling.model_file import ModelConfig, random_variables, save_model
+from srgan_jax.upscaling.model_file import save_model
 
-TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 RNG = np.random.default_rng(0)
 
 
@@ -122,28 +122,30 @@ def test_same_size_images_are_batched(model, inputs, tmp_path, monkeypatch):
 
     def recording(upscaler, images, **kwargs):
         sizes.append(len(images))
-        return upscale_float(upscaler, images, **kwargs)
+        return upscale_pixels(upscaler, images, **kwargs)
 
-    upscale_float = upscale_cli.upscale_float
-    monkeypatch.setattr(upscale_cli, "upscale_float", recording)
+    upscale_pixels = upscale_cli.upscale_pixels
+    monkeypatch.setattr(upscale_cli, "upscale_pixels", recording)
     files = [str(inputs / n) for n in ("rgb.png", "rgb_same_size.png", "rgba.png")]
     assert upscale_cli.main([*files, "-o", str(tmp_path / "o"), "--model", model]) == 0
     assert sizes == [2, 1]
 
 
-def test_tiled_and_alpha_options(model, inputs, tmp_path):
+def test_tiled_and_alpha_options(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     args = [str(inputs / "rgba.png"), "-o", str(out), "--model", model]
     assert upscale_cli.main([*args, "--alpha", "model", "--tile", "25", "--suffix", "_m"]) == 0
     source = image_io.read_image(inputs / "rgba.png").pixels
     np.testing.assert_array_equal(image_io.read_image(out / "rgba_m.png").pixels,
                                   upscale(model, source, alpha="model"))
+    assert upscale_cli.main([*args, "--tile", "10"]) == 1  # not larger than twice the overlap
+    assert "must be larger than twice the tile overlap (12)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        upscale_cli.main([*args, "--tile", "10"])  # not larger than twice the overlap
+        upscale_cli.main([*args, "--tile", "10", "--tile_pad", "5"])  # known without the model
 
 
 def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(inference, "WEIGHTS_DIR", tmp_path / "no_weights")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "no_weights")
     assert upscale_cli.main([str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "--model" in err and "--workdir" in err
+    assert "missing from this installation" in err and "model file" in err

@@ -3,9 +3,9 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables
 from flax import serialization
 
-from fake_models import TINY, random_variables
 from srgan_jax.models import ModelConfig
 from srgan_jax.training import checkpoints
 from srgan_jax.upscaling import export_cli

@@ -6,14 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables, reference_sr
 from PIL import Image
 
 import srgan_jax
 from srgan_jax.imresize import imresize
+from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling import inference
 from srgan_jax.upscaling.inference import Upscaler, upscale
-from fake_models import TINY, random_variables, reference_sr
-from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling.model_file import save_model
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -30,7 +30,7 @@ def upscaler(variables) -> Upscaler:
 
 
 def reference(variables, rgb: np.ndarray) -> np.ndarray:
-    """float64 SR in [0, 1] straight from the Flax module, on the mirrored image (`reference_sr`)."""
+    """float64 SR in [0, 1] from the Flax module on the mirrored image (`reference_sr`)."""
     return reference_sr(TINY, variables, rgb)
 
 

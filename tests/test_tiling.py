@@ -2,8 +2,8 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from fake_models import TINY, random_variables
+
 from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling.inference import Upscaler
 from srgan_jax.upscaling.tiling import plan_tiles, receptive_field_radius, split_axis, upscale_tiled

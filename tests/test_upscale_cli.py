@@ -3,10 +3,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables
 from PIL import Image, ImageCms
 
 from srgan_jax import image_io
-from fake_models import TINY, random_variables
 from srgan_jax.upscaling import registry, upscale_cli
 from srgan_jax.upscaling.inference import upscale
 from srgan_jax.upscaling.model_file import save_model

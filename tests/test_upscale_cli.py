@@ -149,3 +149,40 @@ def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
     assert upscale_cli.main([str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "missing from this installation" in err and "model file" in err
+
+
+@pytest.mark.parametrize("outscale, size", [(2, (12, 14)), (3.5, (21, 24)), (1, (6, 7))])
+def test_outscale_resizes_the_models_output_with_matlab_bicubic(model, inputs, tmp_path,
+                                                                outscale, size):
+    """-s: the x4 model, then MATLAB's bicubic to floor(outscale * size), as Real-ESRGAN."""
+    from srgan_jax.imresize import imresize
+
+    out = tmp_path / "out.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(out), "-s", str(outscale),
+                             "--model", model]) == 0
+    result = image_io.read_image(out).pixels
+    assert result.shape == (*size, 3)
+    x4 = upscale(model, image_io.read_image(inputs / "rgb.png").pixels) / 255.0
+    expected = np.stack([imresize(x4[..., c], scale=outscale / 4, output_shape=size)
+                         for c in range(3)], axis=-1)
+    assert np.abs(result - np.clip(expected, 0, 1) * 255).max() <= 1
+
+
+def test_real_esrgan_flags(model, inputs, tmp_path):
+    """-i (repeatable, with positional inputs), -n, -t, --tile_pad, --fp32, --half, --ext."""
+    out = tmp_path / "out"
+    common = ["-o", str(out), "-n", model, "--ext", "png"]
+    assert upscale_cli.main([str(inputs / "rgb.png"), "-i", str(inputs / "sub"),
+                             "-i", str(inputs / "rgba.png"), *common, "--fp32"]) == 0
+    assert sorted(p.name for p in out.rglob("*.png")) == [
+        "deep16_x4.png", "gray_x4.png", "rgb_x4.png", "rgba_x4.png"]
+    reference = image_io.read_image(out / "rgb_x4.png").pixels
+    tiled = tmp_path / "tiled.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(tiled), "-n", model,
+                             "-t", "30", "--tile_pad", "12"]) == 0  # exact: pad = receptive field
+    assert np.abs(image_io.read_image(tiled).pixels.astype(int) - reference).max() <= 1
+    half = tmp_path / "half.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(half), "-n", model,
+                             "--half"]) == 0
+    difference = np.abs(image_io.read_image(half).pixels.astype(int) - reference)
+    assert difference.max() > 0 and difference.mean() < 3  # bfloat16: close, not equal

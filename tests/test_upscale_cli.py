@@ -151,7 +151,7 @@ def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
     assert "missing from this installation" in err and "model file" in err
 
 
-@pytest.mark.parametrize("outscale, size", [(2, (12, 14)), (3.5, (21, 24)), (1, (6, 7))])
+@pytest.mark.parametrize("outscale, size", [(2, (12, 10)), (3.5, (21, 17)), (1, (6, 5))])
 def test_outscale_resizes_the_models_output_with_matlab_bicubic(model, inputs, tmp_path,
                                                                 outscale, size):
     """-s: the x4 model, then MATLAB's bicubic to floor(outscale * size), as Real-ESRGAN."""

@@ -28,7 +28,9 @@ COMMANDS = {
         "srgan_jax.evaluation.evaluate", "Y-channel PSNR/SSIM of bicubic or a model on folders"
     ),
     "upscale": ("srgan_jax.upscaling.upscale_cli", "upscale image files and folders of any size"),
-    "export": ("srgan_jax.upscaling.model_file", "write a trained generator to one model file"),
+    "export": ("srgan_jax.upscaling.export_cli",
+               "write a trained generator to a model file or a StableHLO artifact"),
+    "models": ("srgan_jax.upscaling.models_cli", "list the shipped models (names for --model)"),
 }
 
 

@@ -3,20 +3,15 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables
 from flax import serialization
 
+from srgan_jax.models import ModelConfig
 from srgan_jax.training import checkpoints
-from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling import export_cli
 from srgan_jax.upscaling.inference import Upscaler, upscale
-from srgan_jax.upscaling.model_file import (
-    ModelConfig,
-    ModelFileError,
-    load_model,
-    random_variables,
-    save_model,
-)
+from srgan_jax.upscaling.model_file import ModelFileError, checksum, load_model, save_model
 
-TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 PSNRS = {1: 20.0, 2: 30.0, 3: 25.0}  # step -> validation PSNR: best is 2, latest is 3
 
 
@@ -45,7 +40,7 @@ def workdir(tmp_path_factory):
 @pytest.mark.parametrize("flags, step", [([], 3), (["--step", "1"], 1), (["--best"], 2)])
 def test_export_then_load_is_identical(workdir, tmp_path, flags, step):
     out = tmp_path / "model.msgpack"
-    assert export.main(["--workdir", workdir, *flags, "-o", str(out)]) == 0
+    assert export_cli.main(["--workdir", workdir, *flags, "-o", str(out)]) == 0
     config, variables = load_model(out)
     assert config == TINY
     assert_same_variables(variables, random_variables(TINY, seed=step))
@@ -59,9 +54,9 @@ def test_export_then_load_is_identical(workdir, tmp_path, flags, step):
 def test_export_refuses_to_overwrite_and_names_missing_steps(workdir, tmp_path, capsys):
     out = tmp_path / "model.msgpack"
     out.write_bytes(b"keep me")
-    assert export.main(["--workdir", workdir, "-o", str(out)]) == 1
+    assert export_cli.main(["--workdir", workdir, "-o", str(out)]) == 1
     assert out.read_bytes() == b"keep me" and "--overwrite" in capsys.readouterr().err
-    assert export.main(["--workdir", workdir, "--step", "7", "-o", str(tmp_path / "b")]) == 1
+    assert export_cli.main(["--workdir", workdir, "--step", "7", "-o", str(tmp_path / "b")]) == 1
     assert "step 7" in capsys.readouterr().err
 
 
@@ -79,8 +74,10 @@ def model_file(tmp_path):
 
 
 def rewrite(path, edit) -> None:
+    """Edits a model file's document and re-signs it: a consistent file of another model."""
     document = serialization.msgpack_restore(path.read_bytes())
     edit(document)
+    document["checksum"] = checksum(document["config"], document["variables"])
     path.write_bytes(serialization.msgpack_serialize(document))
 
 

@@ -6,15 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables, reference_sr
 from PIL import Image
 
 import srgan_jax
 from srgan_jax.imresize import imresize
+from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling import inference
 from srgan_jax.upscaling.inference import Upscaler, upscale
-from srgan_jax.upscaling.model_file import ModelConfig, random_variables, save_model
+from srgan_jax.upscaling.model_file import save_model
 
-TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -29,9 +30,8 @@ def upscaler(variables) -> Upscaler:
 
 
 def reference(variables, rgb: np.ndarray) -> np.ndarray:
-    """float64 SR in [0, 1] straight from the Flax module (SR range [-1, 1])."""
-    sr = TINY.generator().apply(variables, jnp.asarray(rgb[None], jnp.float32), train=False)
-    return np.clip((np.asarray(sr[0], np.float64) + 1.0) / 2.0, 0.0, 1.0)
+    """float64 SR in [0, 1] from the Flax module on the mirrored image (`reference_sr`)."""
+    return reference_sr(TINY, variables, rgb)
 
 
 def rgb01(h=12, w=17, seed=0) -> np.ndarray:
@@ -190,7 +190,7 @@ def test_bad_options(upscaler):
         upscale(upscaler, np.zeros((4, 4, 4), np.uint8), alpha="nearest")
     with pytest.raises(ValueError, match="dtype"):
         upscale(upscaler, np.zeros((4, 4, 3), np.uint8), dtype="float16")
-    with pytest.raises(TypeError, match="Upscaler, a path"):
+    with pytest.raises(TypeError, match="Upscaler, a shipped model"):
         upscale(42, np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(FileNotFoundError, match="no such model"):
         upscale("/nonexistent/model.msgpack", np.zeros((4, 4, 3), np.uint8))
@@ -203,13 +203,13 @@ def test_programmatic_one_call_with_variables_path_and_upscaler(tmp_path, variab
     expected = upscale(upscaler, pixels)
     np.testing.assert_array_equal(srgan_jax.upscale(variables, pixels), expected)
     np.testing.assert_array_equal(srgan_jax.upscale(str(path), pixels), expected)
-    np.testing.assert_array_equal(srgan_jax.upscale(path, pixels, tile=8), expected)
+    np.testing.assert_array_equal(srgan_jax.upscale(path, pixels, tile=25), expected)
     assert isinstance(srgan_jax.load_generator(path), Upscaler)
 
 
 def test_memory_estimate_covers_the_compiled_need(upscaler):
-    stats = upscaler._forward.lower(
-        upscaler.variables, jax.ShapeDtypeStruct((1, 96, 80, 3), jnp.float32)
+    stats = inference._forward.lower(
+        upscaler.variables, jax.ShapeDtypeStruct((1, 96, 80, 3), jnp.float32), TINY, "float32"
     ).compile().memory_analysis()
     if stats is None:
         pytest.skip("backend without a memory analysis")

@@ -10,10 +10,9 @@ from PIL import Image
 
 import srgan_jax
 from srgan_jax.evaluation import evaluate
-from srgan_jax.upscaling import inference, upscale_cli
-from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling import model_file, registry, upscale_cli
 
-MODEL_CARD = inference.WEIGHTS_DIR / "MODEL_CARD.md"
+MODEL_CARD = registry.WEIGHTS_DIR / "MODEL_CARD.md"
 
 
 def card_row(dataset: str) -> dict[str, float]:
@@ -26,8 +25,8 @@ def card_row(dataset: str) -> dict[str, float]:
 
 
 def test_shipped_model_is_the_papers_generator():
-    path = inference.shipped_model_path()
-    config = export.load_model(path)[0]
+    path = registry.shipped_model_path()
+    config = model_file.load_model(path)[0]
     assert (config.num_blocks, config.channels, config.scale) == (16, 64, 4)
     assert path.stat().st_size < 8 << 20  # a few MB, float32
 

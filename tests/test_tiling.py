@@ -2,12 +2,11 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables
 
+from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling.inference import Upscaler
-from srgan_jax.upscaling.model_file import ModelConfig, random_variables
 from srgan_jax.upscaling.tiling import plan_tiles, receptive_field_radius, split_axis, upscale_tiled
-
-TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +52,16 @@ def test_plan_tiles_covers_the_image_once():
 @pytest.mark.parametrize("config", [TINY, ModelConfig(num_blocks=1, channels=8, scale=2)])
 def test_receptive_field_radius_is_the_measured_one(config):
     """Perturbing one LR pixel changes exactly the HR pixels within the radius (and no others)."""
-    up = Upscaler(random_variables(config, seed=2), config)
+    variables, model = random_variables(config, seed=2), config.generator()
     size, centre = 36, 18  # the reach (<= 12) stays inside the image
     image = np.random.default_rng(0).uniform(0.2, 0.8, (size, size, 3)).astype(np.float32)
-    base = up._forward(up.variables, jnp.asarray(image[None]))  # unclipped by tiling, same jit
+
+    def forward(lr):  # the module itself: no padding, no clipping
+        return np.asarray(model.apply(variables, jnp.asarray(lr[None]), train=False))[0]
+
+    base = forward(image)
     image[centre, centre] += 0.2
-    changed = np.asarray(up._forward(up.variables, jnp.asarray(image[None])) != base)[0].any(-1)
+    changed = (forward(image) != base).any(-1)
     rows = np.flatnonzero(changed.any(1))
     s = config.scale
     reach = max(centre * s - rows.min(), rows.max() - (centre * s + s - 1))  # in HR pixels
@@ -89,8 +92,10 @@ def test_tiled_equals_untiled_bfloat16(upscaler):
     assert np.abs(bf16(image, tile=32) - bf16(image)).mean() < 2e-2
 
 
-def test_only_tiles_reach_the_model():
-    """Streaming: the model sees fixed-shape windows, never the whole image."""
+@pytest.mark.parametrize("margin", [0, 6])
+def test_only_tiles_reach_the_model(margin):
+    """Streaming: the model sees fixed-shape windows, never the whole image; a padding `margin`
+    around the image is read as context but not kept."""
     seen = []
 
     def run(window):
@@ -98,7 +103,17 @@ def test_only_tiles_reach_the_model():
         return np.repeat(np.repeat(window, 2, axis=1), 2, axis=2)  # nearest-neighbour x2
 
     image = np.random.default_rng(5).random((50, 77, 3), dtype=np.float32)
-    out = upscale_tiled(run, image, scale=2, tile=20, overlap=4)
-    assert len(set(seen)) == 1 and len(seen) == len(plan_tiles(50, 77, 20, 4))
+    inner = image[margin : 50 - margin, margin : 77 - margin]
+    out = np.full((2 * inner.shape[0], 2 * inner.shape[1], 3), np.nan, np.float32)
+    upscale_tiled(run, image, scale=2, tile=20, overlap=4, out=out, margin=margin)
+    assert len(set(seen)) == 1 and len(seen) == len(plan_tiles(50, 77, 20, 4, margin))
     assert max(seen[0][1:3]) <= 20
-    np.testing.assert_array_equal(out, np.repeat(np.repeat(image, 2, axis=0), 2, axis=1))
+    np.testing.assert_array_equal(out, np.repeat(np.repeat(inner, 2, axis=0), 2, axis=1))
+
+
+def test_tiles_of_only_margin_are_not_run():
+    """With a margin wider than the overlap, tiles that would keep only margin are left out."""
+    full, trimmed = plan_tiles(100, 100, 20, 2), plan_tiles(100, 100, 20, 2, margin=30)
+    assert len(trimmed) < len(full)
+    for t in trimmed:
+        assert 30 <= t.rows.keep_start < t.rows.keep_stop <= 70

@@ -3,14 +3,14 @@ import pathlib
 
 import numpy as np
 import pytest
+from fake_models import TINY, random_variables
 from PIL import Image, ImageCms
 
 from srgan_jax import image_io
-from srgan_jax.upscaling import inference, upscale_cli
+from srgan_jax.upscaling import registry, upscale_cli
 from srgan_jax.upscaling.inference import upscale
-from srgan_jax.upscaling.model_file import ModelConfig, random_variables, save_model
+from srgan_jax.upscaling.model_file import save_model
 
-TINY = ModelConfig(num_blocks=2, channels=16, scale=4)
 RNG = np.random.default_rng(0)
 
 
@@ -122,28 +122,67 @@ def test_same_size_images_are_batched(model, inputs, tmp_path, monkeypatch):
 
     def recording(upscaler, images, **kwargs):
         sizes.append(len(images))
-        return upscale_float(upscaler, images, **kwargs)
+        return upscale_pixels(upscaler, images, **kwargs)
 
-    upscale_float = upscale_cli.upscale_float
-    monkeypatch.setattr(upscale_cli, "upscale_float", recording)
+    upscale_pixels = upscale_cli.upscale_pixels
+    monkeypatch.setattr(upscale_cli, "upscale_pixels", recording)
     files = [str(inputs / n) for n in ("rgb.png", "rgb_same_size.png", "rgba.png")]
     assert upscale_cli.main([*files, "-o", str(tmp_path / "o"), "--model", model]) == 0
     assert sizes == [2, 1]
 
 
-def test_tiled_and_alpha_options(model, inputs, tmp_path):
+def test_tiled_and_alpha_options(model, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     args = [str(inputs / "rgba.png"), "-o", str(out), "--model", model]
     assert upscale_cli.main([*args, "--alpha", "model", "--tile", "25", "--suffix", "_m"]) == 0
     source = image_io.read_image(inputs / "rgba.png").pixels
     np.testing.assert_array_equal(image_io.read_image(out / "rgba_m.png").pixels,
                                   upscale(model, source, alpha="model"))
+    assert upscale_cli.main([*args, "--tile", "10"]) == 1  # not larger than twice the overlap
+    assert "must be larger than twice the tile overlap (12)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        upscale_cli.main([*args, "--tile", "10"])  # not larger than twice the overlap
+        upscale_cli.main([*args, "--tile", "10", "--tile_pad", "5"])  # known without the model
 
 
 def test_no_model_is_a_clear_error(inputs, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(inference, "WEIGHTS_DIR", tmp_path / "no_weights")
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "no_weights")
     assert upscale_cli.main([str(inputs), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "--model" in err and "--workdir" in err
+    assert "missing from this installation" in err and "model file" in err
+
+
+@pytest.mark.parametrize("outscale, size", [(2, (12, 10)), (3.5, (21, 17)), (1, (6, 5))])
+def test_outscale_resizes_the_models_output_with_matlab_bicubic(model, inputs, tmp_path,
+                                                                outscale, size):
+    """-s: the x4 model, then MATLAB's bicubic to floor(outscale * size), as Real-ESRGAN."""
+    from srgan_jax.imresize import imresize
+
+    out = tmp_path / "out.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(out), "-s", str(outscale),
+                             "--model", model]) == 0
+    result = image_io.read_image(out).pixels
+    assert result.shape == (*size, 3)
+    x4 = upscale(model, image_io.read_image(inputs / "rgb.png").pixels) / 255.0
+    expected = np.stack([imresize(x4[..., c], scale=outscale / 4, output_shape=size)
+                         for c in range(3)], axis=-1)
+    assert np.abs(result - np.clip(expected, 0, 1) * 255).max() <= 1
+
+
+def test_real_esrgan_flags(model, inputs, tmp_path):
+    """-i (repeatable, with positional inputs), -n, -t, --tile_pad, --fp32, --half, --ext."""
+    out = tmp_path / "out"
+    common = ["-o", str(out), "-n", model, "--ext", "png"]
+    assert upscale_cli.main([str(inputs / "rgb.png"), "-i", str(inputs / "sub"),
+                             "-i", str(inputs / "rgba.png"), *common, "--fp32"]) == 0
+    assert sorted(p.name for p in out.rglob("*.png")) == [
+        "deep16_x4.png", "gray_x4.png", "rgb_x4.png", "rgba_x4.png"]
+    reference = image_io.read_image(out / "rgb_x4.png").pixels
+    tiled = tmp_path / "tiled.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(tiled), "-n", model,
+                             "-t", "30", "--tile_pad", "12"]) == 0  # exact: pad = receptive field
+    assert np.abs(image_io.read_image(tiled).pixels.astype(int) - reference).max() <= 1
+    half = tmp_path / "half.png"
+    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(half), "-n", model,
+                             "--half"]) == 0
+    difference = np.abs(image_io.read_image(half).pixels.astype(int) - reference)
+    assert difference.max() > 0 and difference.mean() < 3  # bfloat16: close, not equal

@@ -46,10 +46,12 @@ def measure(args: argparse.Namespace) -> dict:
     variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     upscaler = Upscaler(variables, dtype=args.dtype)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    tile = {"untiled": max(height, width), "tiled": args.tile, "auto": None}[args.mode]
+    tile = {"untiled": None, "tiled": args.tile, "auto": None}[args.mode]
     result = {"device": str(jax.devices()[0].device_kind)}
-    if args.mode == "untiled" and height * width > upscaler.max_pixels:
-        needed = upscaler.bytes_per_pixel * height * width
+    margin = upscaler.receptive_field  # the mirrored border inference adds on each side
+    padded_pixels = (height + 2 * margin) * (width + 2 * margin)
+    if args.mode == "untiled" and padded_pixels > upscaler.max_pixels:
+        needed = upscaler.bytes_per_pixel * padded_pixels
         return {**result, "skipped": f"needs {needed / 2**30:.1f} GiB (budget "
                                      f"{upscaler.memory_budget / 2**30:.1f} GiB) or more than "
                                      "MAX_OUTPUT_PIXELS"}

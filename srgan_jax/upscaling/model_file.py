@@ -1,4 +1,4 @@
-"""Single-file generator models: `srgan-jax export` and the model file format it writes.
+"""The single-file generator format: `save_model` writes it, `load_model` reads and checks it.
 
 A model file is one msgpack document (flax.serialization; never pickle) holding
 
@@ -6,19 +6,22 @@ A model file is one msgpack document (flax.serialization; never pickle) holding
     format_version  1
     config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}
     variables       the generator's {'params', 'batch_stats'} as float32 arrays
+    checksum        'sha256:<hex>' of the config and every tensor (files written before checksums
+                    existed have none: they load with a `ModelFileWarning`)
 
-Loading checks the document against the architecture its config describes, so a file from a
-different model or a damaged file fails with an error naming the tensor and both shapes instead of
-a shape error deep inside XLA.
+Loading checks the checksum, then the tensors against the architecture the config describes, so
+a damaged file, or one from a different model, fails with an error naming the file (and the tensor
+and both shapes) instead of producing a garbled image or a shape error deep inside XLA.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import hashlib
+import json
 import os
-import sys
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +33,7 @@ from srgan_jax.models import ModelConfig
 FORMAT = "srgan-jax-generator"
 FORMAT_VERSION = 1
 COLLECTIONS = ("params", "batch_stats")
+CHECKSUM_ALGORITHM = "sha256"
 Variables = dict[str, Any]
 
 
@@ -37,8 +41,22 @@ class ModelFileError(ValueError):
     """A model file or variables dict that cannot be used as the generator it claims to be."""
 
 
+class ModelFileWarning(UserWarning):
+    """A model file that loads but cannot be fully checked (written before checksums existed)."""
+
+
+class GeneratorWeights(NamedTuple):
+    """A generator's architecture and its variables, checked against each other (`check_weights`)
+    and held as float32 numpy arrays. Unpacks as `config, variables`."""
+
+    config: ModelConfig
+    variables: Variables
+
+
 def config_from_dict(config: Mapping[str, Any], source: str) -> ModelConfig:
     """The `ModelConfig` a model file's `config` entry describes (`ModelFileError` if malformed)."""
+    if not isinstance(config, Mapping):
+        raise ModelFileError(f"{source}: malformed model config {config!r}")
     unknown = sorted(set(config) - {f.name for f in dataclasses.fields(ModelConfig)})
     if unknown:
         raise ModelFileError(f"{source}: unknown model config fields {unknown}")
@@ -63,32 +81,22 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {path: tuple(s.shape) for path, s in _flatten(shapes).items()}
 
 
-def random_variables(config: ModelConfig, seed: int = 0) -> Variables:
-    """Randomly initialised generator variables with random (not unit) BN statistics, as float32
-    numpy arrays: stand-ins for a trained model in tests and benchmarks, where the identity BN
-    statistics of a fresh `init` would hide whether inference normalises with them."""
-    key_init, key_stats = jax.random.split(jax.random.key(seed))
-    variables = config.generator().init(key_init, jnp.zeros((1, 8, 8, 3), jnp.float32))
-    stats = _flatten(variables["batch_stats"])
-    for key, (path, value) in zip(jax.random.split(key_stats, len(stats)), stats.items(),
-                                  strict=True):
-        noise = jax.random.uniform(key, value.shape, minval=-0.5, maxval=0.5)
-        stats[path] = value + noise if path.endswith("mean") else value * (1.0 + noise)
-    batch_stats = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in stats.items()})
-    return jax.tree.map(np.asarray, {"params": variables["params"], "batch_stats": batch_stats})
-
-
 def _flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     return {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(tree)).items()}
 
 
-def validate_variables(variables: Any, config: ModelConfig, source: str) -> Variables:
-    """Checks `variables` against `config`'s architecture; returns them as float32 numpy arrays.
+def check_weights(
+    variables: Any, config: ModelConfig | None = None, source: str = "generator variables"
+) -> GeneratorWeights:
+    """Checks `variables` against `config`'s architecture (default: read off their shapes).
 
-    Raises `ModelFileError` naming the first missing, unexpected or wrongly shaped tensor.
+    Returns them as float32 numpy arrays with their config. Raises `ModelFileError` naming the
+    first missing, unexpected, wrongly shaped or non-finite tensor.
     """
     if not isinstance(variables, Mapping) or not all(c in variables for c in COLLECTIONS):
         raise ModelFileError(f"{source}: expected variables with collections {list(COLLECTIONS)}")
+    if config is None:
+        config = ModelConfig.from_variables(variables)
     found = _flatten({c: variables[c] for c in COLLECTIONS})
     expected = expected_shapes(config)
     for path, shape in expected.items():
@@ -104,27 +112,55 @@ def validate_variables(variables: Any, config: ModelConfig, source: str) -> Vari
     unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ModelFileError(f"{source}: unexpected tensors {unexpected}")
-    flat = {tuple(p.split("/")): np.asarray(v, dtype=np.float32) for p, v in found.items()}
-    return traverse_util.unflatten_dict(flat)
+    arrays = {path: np.asarray(value, dtype=np.float32) for path, value in found.items()}
+    for path, array in arrays.items():
+        if not np.isfinite(array).all():
+            raise ModelFileError(f"{source}: tensor {path} holds NaN or infinite values")
+    flat = {tuple(path.split("/")): array for path, array in arrays.items()}
+    return GeneratorWeights(config, traverse_util.unflatten_dict(flat))
 
 
-def save_model(path: str | os.PathLike, variables: Variables, config: ModelConfig) -> None:
-    """Writes `variables` (checked against `config`) and `config` to one model file, atomically."""
+def checksum(config: Mapping[str, Any], variables: Mapping[str, Any]) -> str:
+    """'sha256:<hex>' of a model file's config and tensors (names, shapes, float32 values).
+
+    Tensors that cannot be read as float32 arrays raise `TypeError` or `ValueError`.
+    """
+    digest = hashlib.new(CHECKSUM_ALGORITHM)
+    digest.update(json.dumps(dict(config), sort_keys=True).encode())
+    for path, value in sorted(_flatten(variables).items()):
+        array = np.ascontiguousarray(value, dtype="<f4")
+        digest.update(f"{path}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return f"{CHECKSUM_ALGORITHM}:{digest.hexdigest()}"
+
+
+def save_model(
+    path: str | os.PathLike, variables: Variables, config: ModelConfig | None = None
+) -> None:
+    """Writes `variables` (checked against `config`, default: read off their shapes), their config
+    and their checksum to one model file, atomically."""
     path = os.fspath(path)
+    config, variables = check_weights(variables, config, "variables to export")
+    config_dict = config.to_dict()
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "config": config.to_dict(),
-        "variables": validate_variables(variables, config, "variables to export"),
+        "config": config_dict,
+        "variables": variables,
+        "checksum": checksum(config_dict, variables),
     }
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(serialization.msgpack_serialize(document))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(serialization.msgpack_serialize(document))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
-def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
-    """Reads a model file written by `save_model`: (config, float32 numpy variables)."""
+def load_model(path: str | os.PathLike) -> GeneratorWeights:
+    """Reads and checks a model file written by `save_model`: (config, float32 numpy variables)."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
@@ -142,55 +178,25 @@ def load_model(path: str | os.PathLike) -> tuple[ModelConfig, Variables]:
             f"{path}: model file format version {version} is not supported "
             f"(this srgan-jax reads version {FORMAT_VERSION})"
         )
+    _verify_checksum(document, path)
     config = config_from_dict(document.get("config", {}), path)
-    return config, validate_variables(document.get("variables"), config, path)
+    return check_weights(document.get("variables"), config, path)
 
 
-def checkpoint_variables(workdir: str, step: int | None = None, best: bool = False) -> Variables:
-    """Generator variables of a training workdir's checkpoint: latest, `step`, or best PSNR."""
-    from srgan_jax.training import checkpoints  # orbax: only for workdirs, not for model files
-
-    if best:
-        step = checkpoints.best_step(workdir)
-    path = workdir if step is None else os.path.join(checkpoints.checkpoint_dir(workdir), str(step))
-    if step is not None and not os.path.isdir(path):
-        raise FileNotFoundError(f"{workdir}: no checkpoint for step {step} (looked for {path})")
-    return checkpoints.load_generator_variables(path)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="srgan-jax export",
-        description="Write a trained generator (variables and model config) to one model file.",
-    )
-    parser.add_argument("--workdir", required=True, help="training workdir with checkpoints/")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
-    which.add_argument("--best", action="store_true", help="checkpoint with the best val PSNR")
-    parser.add_argument("-o", "--output", required=True, help="model file to write (.msgpack)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if os.path.exists(args.output) and not args.overwrite:
-        print(f"srgan-jax export: {args.output} exists; pass --overwrite", file=sys.stderr)
-        return 1
+def _verify_checksum(document: dict[str, Any], path: str) -> None:
+    """Raises `ModelFileError` if the document's tensors or config differ from its checksum."""
+    stored = document.get("checksum")
+    if stored is None:
+        warnings.warn(
+            f"{path}: this model file has no checksum (written by an older srgan-jax), so damage "
+            "to its weights cannot be detected; `srgan-jax export` it again to add one",
+            ModelFileWarning, stacklevel=3,
+        )
+        return
+    damaged = f"{path}: the model file is damaged (its weights do not match their checksum)"
     try:
-        variables = checkpoint_variables(args.workdir, args.step, args.best)
-        config = ModelConfig.from_variables(variables)
-        save_model(args.output, variables, config)
-    except (OSError, ValueError) as e:
-        print(f"srgan-jax export: {e}", file=sys.stderr)
-        return 1
-    size = os.path.getsize(args.output) / 2**20
-    print(
-        f"wrote {args.output} ({size:.1f} MiB): num_blocks={config.num_blocks}, "
-        f"channels={config.channels}, scale={config.scale}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        actual = checksum(document["config"], document["variables"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFileError(damaged) from e
+    if actual != stored:
+        raise ModelFileError(damaged)

@@ -1,6 +1,6 @@
 """Seamless tiled inference for fully convolutional upscalers: crop-and-stitch, streamed from host.
 
-A tile's border pixels see zero padding where the full image would have real neighbours, and that
+A tile's border pixels see padding where the full image would have real neighbours, and that
 difference spreads inwards by the network's receptive-field radius. Pixels further than that radius
 from every tile edge that is not an image edge are therefore *exactly* what the untiled network
 computes (eval-mode BN makes the net translation-equivariant), so tiles overlap by a margin of at
@@ -8,9 +8,10 @@ least the radius on each side and only their centres are kept. No feathered blen
 and the tiled result equals the untiled one up to float rounding.
 
 Tiles never extend past the image: the last tile of a row or column is shifted back to end at the
-image edge, so every tile of an image has the same shape (one compilation) and no tile contains
-padding that the untiled network would not see. Edge tiles are therefore never padded (padding
-would change what the network sees at the image border and break the equality).
+image edge, so every tile of an image has the same shape (one compilation). The image itself may
+carry a `margin` of padding on each side (`srgan_jax.upscaling.inference` adds the receptive field
+of mirrored pixels, so that the image's own border sees image-like context): its output is not
+kept, and tiles that would keep only margin are never run.
 """
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ class Span(NamedTuple):
     keep_stop: int
 
 
+def check_tile(tile: int | None, overlap: int) -> None:
+    """Raises `ValueError` unless `tile` (None: automatic) and `overlap` can tile an image."""
+    if overlap < 0:
+        raise ValueError(f"the tile overlap must be >= 0, got {overlap}")
+    if tile is not None and tile <= 2 * overlap:
+        raise ValueError(
+            f"the tile size {tile} must be larger than twice the tile overlap ({overlap}) "
+            "so that each tile keeps some pixels"
+        )
+
+
 def split_axis(length: int, tile: int, overlap: int) -> list[Span]:
     """Covers [0, length) with equal windows of at most `tile` pixels whose kept parts partition it.
 
@@ -54,11 +66,7 @@ def split_axis(length: int, tile: int, overlap: int) -> list[Span]:
         raise ValueError(f"cannot tile an axis of length {length}")
     if length <= tile:
         return [Span(0, length, 0, length)]
-    if tile <= 2 * overlap:
-        raise ValueError(
-            f"tile size {tile} must be larger than twice the tile overlap ({overlap}) "
-            "so that each tile keeps some pixels"
-        )
+    check_tile(tile, overlap)
     count = math.ceil((length - 2 * overlap) / (tile - 2 * overlap))
     stride = math.ceil((length - 2 * overlap) / count)
     tile = stride + 2 * overlap
@@ -78,54 +86,65 @@ class Tile(NamedTuple):
     cols: Span
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    """Row-major tiles of a `height` x `width` image, all of one shape of at most tile x tile."""
-    return [
-        Tile(rows, cols)
-        for rows in split_axis(height, tile, overlap)
-        for cols in split_axis(width, tile, overlap)
-    ]
+def plan_tiles(height: int, width: int, tile: int, overlap: int, margin: int = 0) -> list[Tile]:
+    """Row-major tiles of a `height` x `width` image, all of one shape of at most tile x tile.
+
+    Tiles that would keep only pixels of the `margin` around the image are left out, and kept
+    parts are clipped to the image within the margin.
+    """
+    def inside(length: int) -> list[Span]:
+        spans = []
+        for span in split_axis(length, tile, overlap):
+            start, stop = max(span.keep_start, margin), min(span.keep_stop, length - margin)
+            if start < stop:
+                spans.append(span._replace(keep_start=start, keep_stop=stop))
+        return spans
+
+    return [Tile(rows, cols) for rows in inside(height) for cols in inside(width)]
 
 
 def upscale_tiled(
-    run: Callable[[np.ndarray], object],
+    run: Callable[[np.ndarray], np.ndarray],
     image: np.ndarray,
     scale: int,
     tile: int,
     overlap: int,
-    out: np.ndarray | None = None,
+    out: np.ndarray,
+    *,
+    margin: int = 0,
+    on_tile: Callable[[], None] | None = None,
 ) -> np.ndarray:
-    """Upscales a host (H, W, C) image tile by tile into a host (sH, sW, C') array.
+    """Upscales a host (H, W, C) image tile by tile into `out`, its (s(H - 2m), s(W - 2m), C')
+    output without the `margin` m.
 
-    `run` maps a [1, h, w, C] host tile to a [1, sh, sw, C'] array (typically a device array
-    still being computed: the next tile is dispatched before the previous result is copied back,
-    so transfers and compute overlap). Only one or two tiles live on the device at a time.
-    `out`, if given, receives the result; otherwise it is allocated.
+    `run` maps a [1, h, w, C] host tile to a [1, sh, sw, C'] array; it may return before the result
+    is computed (a device array), so the next tile is dispatched before the previous result is
+    copied back and transfers and compute overlap. Only one or two tiles live on the device at a
+    time. `on_tile()` is called after each tile is stored.
     """
     height, width = image.shape[:2]
-    pending: list[tuple[Tile, object]] = []
-    for t in plan_tiles(height, width, tile, overlap):
+    pending: list[tuple[Tile, np.ndarray]] = []
+    for t in plan_tiles(height, width, tile, overlap, margin):
         window = image[np.newaxis, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
         pending.append((t, run(window)))
         if len(pending) > 1:
-            out = _store(*pending.pop(0), scale, (height, width), out)
+            _store(*pending.pop(0), scale, margin, out, on_tile)
     for t, result in pending:
-        out = _store(t, result, scale, (height, width), out)
+        _store(t, result, scale, margin, out, on_tile)
     return out
 
 
 def _store(
-    t: Tile, result: object, scale: int, lr_shape: tuple[int, int], out: np.ndarray | None
-) -> np.ndarray:
-    """Copies the kept part of one tile's output into `out` (allocated on first use)."""
+    t: Tile, result: np.ndarray, scale: int, margin: int, out: np.ndarray,
+    on_tile: Callable[[], None] | None,
+) -> None:
+    """Copies the kept part of one tile's output into `out`."""
     result = np.asarray(result)[0]
-    if out is None:
-        out = np.empty((lr_shape[0] * scale, lr_shape[1] * scale, result.shape[-1]), result.dtype)
     r, c = t.rows, t.cols
-    out[r.keep_start * scale : r.keep_stop * scale, c.keep_start * scale : c.keep_stop * scale] = (
-        result[
-            (r.keep_start - r.start) * scale : (r.keep_stop - r.start) * scale,
-            (c.keep_start - c.start) * scale : (c.keep_stop - c.start) * scale,
-        ]
-    )
-    return out
+    out[(r.keep_start - margin) * scale : (r.keep_stop - margin) * scale,
+        (c.keep_start - margin) * scale : (c.keep_stop - margin) * scale] = result[
+        (r.keep_start - r.start) * scale : (r.keep_stop - r.start) * scale,
+        (c.keep_start - c.start) * scale : (c.keep_stop - c.start) * scale,
+    ]
+    if on_tile is not None:
+        on_tile()

@@ -5,6 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from fake_models import random_variables
 from PIL import Image
 
 from srgan_jax import cli
@@ -89,7 +90,7 @@ def test_cli_bicubic_table_json_markdown_and_sr_images(tmp_path, capsys):
 def tiny_model(path: pathlib.Path, scale: int = 2) -> tuple[ModelConfig, dict]:
     """A small generator with random weights and BN statistics, written as a model file."""
     config = ModelConfig(num_blocks=1, channels=8, scale=scale)
-    variables = model_file.random_variables(config, seed=1)
+    variables = random_variables(config, seed=1)
     model_file.save_model(path, variables, config)
     return config, variables
 

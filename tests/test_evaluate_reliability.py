@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from fake_models import random_variables
 from PIL import Image
 
 from srgan_jax import cli
@@ -196,7 +197,7 @@ def test_model_file_errors_name_the_file(capsys, some, tmp_path):
 def test_a_model_of_another_scale_names_the_file(capsys, some, tmp_path):
     config = ModelConfig(num_blocks=1, channels=8, scale=2)
     path = tmp_path / "x2.msgpack"
-    model_file.save_model(path, model_file.random_variables(config), config)
+    model_file.save_model(path, random_variables(config), config)
     code, out, err = run(capsys, "--model", path, "--scale", "4", some / "Set5")
     assert code == cli.EXIT_FAILED and out == ""
     assert_one_line(err, f"{path}: the model upscales x2, not --scale 4")

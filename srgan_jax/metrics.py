@@ -127,7 +127,8 @@ def ssim(sr: np.ndarray, hr: np.ndarray, border: int = 0, y_channel: bool = True
 
 
 # ----------------------------------------------------------------------------------------------
-# JAX versions: batched [N, H, W, C], jit-able (border and y_channel are static), float32-safe.
+# JAX PSNR for training batches: [N, H, W, C], jit-able (border and y_channel are static),
+# float32-safe. (A JAX SSIM was used only by tests; the protocol's SSIM is `ssim` above.)
 # Sample types are checked as in `unit_float`; float values cannot be checked under jit.
 
 
@@ -141,20 +142,18 @@ def _unit_float_jax(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
 
-def _measured_planes_jax(
-    images: jax.Array, border: int, y_channel: bool, offset: bool = True
-) -> jax.Array:
-    """[N, C, H', W'] float32 planes on the 0..255 scale; `offset=False` drops Y's +16.
+def _measured_planes_jax(images: jax.Array, border: int, y_channel: bool) -> jax.Array:
+    """[N, C, H', W'] float32 planes on the 0..255 scale, without Y's +16.
 
-    The map is affine, so without the offset it also maps a difference of images to the
-    difference of their planes, which PSNR uses to avoid float32 cancellation.
+    Without the offset the map is linear, so it maps a difference of images to the difference
+    of their planes, which PSNR uses to avoid float32 cancellation.
     """
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"expected images shaped [N, H, W, 1 or 3], got {images.shape}")
     if images.shape[-1] == 3 and y_channel:
         weights = jnp.asarray(Y_WEIGHTS, jnp.float32)
         # Elementwise products, not a matmul, so TPU/GPU matmul precision cannot round them.
-        planes = (images * weights).sum(axis=-1)[:, None] + (Y_OFFSET if offset else 0.0)
+        planes = (images * weights).sum(axis=-1)[:, None]
     else:
         planes = jnp.moveaxis(images, -1, 1) * PEAK
     if border:
@@ -177,44 +176,6 @@ def psnr_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = Tr
     `srgan_jax.evaluation.protocol`.
     """
     _check_batches(sr, hr)
-    diff = _measured_planes_jax(
-        _unit_float_jax(sr) - _unit_float_jax(hr), border, y_channel, offset=False
-    )
+    diff = _measured_planes_jax(_unit_float_jax(sr) - _unit_float_jax(hr), border, y_channel)
     mse = jnp.mean(diff * diff, axis=(1, 2, 3))
     return 10.0 * jnp.log10(PEAK * PEAK / mse)
-
-
-def _filter_valid_jax(planes: jax.Array, window: np.ndarray) -> jax.Array:
-    """Separable 'valid' correlation of the last two axes, as a sum of shifted slices.
-
-    Shifted slices (not lax.conv) keep the arithmetic exact float32 on accelerators, whose
-    convolutions may default to reduced precision.
-    """
-    size = window.size
-    height, width = planes.shape[-2:]
-    rows = sum(float(w) * planes[..., k : k + height - size + 1, :] for k, w in enumerate(window))
-    return sum(float(w) * rows[..., k : k + width - size + 1] for k, w in enumerate(window))
-
-
-@functools.partial(jax.jit, static_argnames=("border", "y_channel"))
-def ssim_jax(sr: jax.Array, hr: jax.Array, border: int = 0, y_channel: bool = True) -> jax.Array:
-    """Per-image SSIM, [N] float32, the same definition as `ssim`."""
-    _check_batches(sr, hr)
-    x = _measured_planes_jax(_unit_float_jax(sr), border, y_channel)
-    y = _measured_planes_jax(_unit_float_jax(hr), border, y_channel)
-    if min(x.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after the border")
-    # Variances are E[v^2] - E[v]^2; centring each plane on its mean first keeps the float32
-    # cancellation small (values up to 255 would otherwise lose ~3 significant digits).
-    centre = jnp.mean(y, axis=(-2, -1), keepdims=True)
-    xc, yc = x - centre, y - centre
-    window = gaussian_window()
-    mu_xc, mu_yc = _filter_valid_jax(xc, window), _filter_valid_jax(yc, window)
-    var_x = _filter_valid_jax(xc * xc, window) - mu_xc * mu_xc
-    var_y = _filter_valid_jax(yc * yc, window) - mu_yc * mu_yc
-    cov = _filter_valid_jax(xc * yc, window) - mu_xc * mu_yc
-    mu_x, mu_y = mu_xc + centre, mu_yc + centre
-    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
-        (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    )
-    return jnp.mean(ssim_map, axis=(1, 2, 3))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srgan_jax.metrics import psnr, psnr_jax, rgb_to_y, ssim, ssim_jax
+from srgan_jax.metrics import psnr, psnr_jax, rgb_to_y, ssim
 
 
 def reference_ssim_plane(x: np.ndarray, y: np.ndarray) -> float:
@@ -71,7 +71,6 @@ def test_identical_images_are_infinite_psnr_and_unit_ssim(pair):
     assert ssim(hr, hr) == pytest.approx(1.0)
     batch = jnp.asarray(hr[None], jnp.float32)
     assert np.isposinf(np.asarray(psnr_jax(batch, batch))).all()
-    np.testing.assert_allclose(ssim_jax(batch, batch), [1.0], atol=1e-6)
 
 
 def test_border_crops_each_side():
@@ -136,15 +135,12 @@ def smooth_batch(n: int, height: int, width: int, channels: int, noise: float, s
     ("channels", "y_channel", "border", "noise"),
     [(3, True, 4, 0.03), (3, True, 0, 0.002), (3, False, 2, 0.03), (1, True, 3, 0.01)],
 )
-def test_jax_matches_float64_numpy(channels, y_channel, border, noise):
+def test_jax_psnr_matches_float64_numpy(channels, y_channel, border, noise):
     sr, hr = smooth_batch(3, 40, 33, channels, noise, seed=channels + border)
     got_psnr = np.asarray(psnr_jax(jnp.asarray(sr), jnp.asarray(hr), border, y_channel))
-    got_ssim = np.asarray(ssim_jax(jnp.asarray(sr), jnp.asarray(hr), border, y_channel))
-    assert got_psnr.shape == got_ssim.shape == (3,)
+    assert got_psnr.shape == (3,)
     want_psnr = [psnr(s, h, border, y_channel) for s, h in zip(sr, hr, strict=True)]
-    want_ssim = [ssim(s, h, border, y_channel) for s, h in zip(sr, hr, strict=True)]
     np.testing.assert_allclose(got_psnr, want_psnr, atol=5e-5)
-    np.testing.assert_allclose(got_ssim, want_ssim, atol=2e-6)
 
 
 def test_jax_errors_name_the_problem():
@@ -153,8 +149,8 @@ def test_jax_errors_name_the_problem():
         psnr_jax(images, images[:1])
     with pytest.raises(ValueError, match=r"\[N, H, W, 1 or 3\]"):
         psnr_jax(images[0], images[0])
-    with pytest.raises(ValueError, match="11x11"):
-        ssim_jax(images, images)
+    with pytest.raises(ValueError, match="border 4 leaves nothing"):
+        psnr_jax(images, images, border=4)
 
 
 def test_uint8_and_uint16_images_are_taken_by_their_range(pair):
@@ -170,7 +166,6 @@ def test_uint8_and_uint16_images_are_taken_by_their_range(pair):
     np.testing.assert_allclose(rgb_to_y(hr8), luma(hr8 / 255.0), atol=1e-12)
     batch = [jnp.asarray(x[None]) for x in (sr8, hr8)]
     np.testing.assert_allclose(psnr_jax(*batch, border=2), [want_psnr], atol=1e-4)
-    np.testing.assert_allclose(ssim_jax(*batch, border=2), [want_ssim], atol=2e-6)
 
 
 @pytest.mark.parametrize(("values", "error", "message"), [
@@ -189,9 +184,7 @@ def test_other_sample_types_and_out_of_range_floats_are_rejected(values, error, 
             function(good, values)
 
 
-def test_jax_metrics_reject_other_integer_types():
+def test_jax_psnr_rejects_other_integer_types():
     images = jnp.zeros((1, 12, 12, 3), jnp.int32)
     with pytest.raises(TypeError, match="got int32"):
         psnr_jax(images, images)
-    with pytest.raises(TypeError, match="got int32"):
-        ssim_jax(images, images)

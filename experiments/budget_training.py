@@ -41,7 +41,7 @@ from ml_collections import config_flags
 
 from srgan_jax.evaluation import evaluate
 from srgan_jax.training import train_state, trainer
-from srgan_jax.upscaling import model_file as export
+from srgan_jax.upscaling import model_file, registry
 from srgan_jax.upscaling.inference import Upscaler
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -189,8 +189,7 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
             "learning_rate": train_state.describe_learning_rate(config, phase),
         }
         models[name] = workdir / f"{name}.msgpack"
-        variables = export.checkpoint_variables(str(train_dir))
-        export.save_model(models[name], variables, export.ModelConfig.from_variables(variables))
+        model_file.save_model(models[name], registry.workdir_variables(str(train_dir)))
         logging.info("%s: %s, exported to %s", name, runs[name], models[name])
     benchmark_dirs = [data_dir / "benchmarks" / name for name in FLAGS.benchmarks]
     results = evaluate_models(models, benchmark_dirs, base.model.scale)

@@ -227,3 +227,15 @@ def test_upscale_never_imports_tensorflow(tmp_path, variables):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"JAX_PLATFORMS": "cpu"})
+
+
+def test_with_variables_swaps_the_generator_and_keeps_the_memory_plan(upscaler, variables):
+    other_variables = random_variables(TINY, seed=1)
+    image = rgb01()
+    _ = upscaler.bytes_per_pixel
+    swapped = upscaler.with_variables(other_variables)
+    assert swapped.__dict__["bytes_per_pixel"] == upscaler.bytes_per_pixel
+    np.testing.assert_allclose(swapped(image), Upscaler(other_variables, TINY)(image), atol=1e-6)
+    assert not np.allclose(swapped(image), upscaler(image), atol=1e-3)
+    with pytest.raises(ValueError):
+        upscaler.with_variables({"params": {}, "batch_stats": {}})

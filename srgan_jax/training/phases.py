@@ -14,8 +14,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from srgan_jax import vgg
-from srgan_jax.training import checkpoints, steps
+from srgan_jax import models, vgg
+from srgan_jax.training import checkpoints, steps, workdirs
 from srgan_jax.training import train_state as train_state_lib
 from srgan_jax.training.train_state import TrainState
 
@@ -82,16 +82,35 @@ def gan_generator_variables(
 ) -> dict[str, Any] | None:
     """`{'params', 'batch_stats'}` the GAN phase's generator starts from (None: from scratch).
 
-    That is `config.gan.init_from`'s checkpoint if set, else this run's pre-trained generator if
-    there is one: the paper initialises SRGAN with the trained SRResNet-MSE.
+    That is `config.gan.init_from`'s generator if set (a training workdir, a model file or a
+    shipped model's name, e.g. 'srresnet_mse_x4'), else this run's pre-trained generator if there
+    is one: the paper initialises SRGAN with the trained SRResNet-MSE.
     """
     if config.gan.init_from:
         logging.info("GAN phase: generator initialised from %s", config.gan.init_from)
-        return checkpoints.load_generator_variables(config.gan.init_from, config)
+        return _init_from(config)
     if previous_generator is not None:
         return {"params": previous_generator.params, "batch_stats": previous_generator.batch_stats}
     logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
     return None
+
+
+def _init_from(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    source = config.gan.init_from
+    if workdirs.workdir_path(source).is_dir():
+        return checkpoints.load_generator_variables(source, config)
+    from srgan_jax.upscaling import registry  # model files and shipped models
+
+    weights = registry.load_weights(source)
+    expected = models.ModelConfig.from_training_config(config.model)
+    if weights.config != expected:
+        raise ValueError(
+            f"config.gan.init_from={source!r} is a {weights.config.num_blocks}-block, "
+            f"{weights.config.channels}-channel x{weights.config.scale} generator with value "
+            f"ranges {weights.config.lr_range}/{weights.config.sr_range}, but config.model asks "
+            f"for {expected.num_blocks} blocks, {expected.channels} channels, x{expected.scale}"
+        )
+    return weights.variables
 
 
 def vgg_layers_needed(config: ml_collections.ConfigDict) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from srgan_jax import models
 from srgan_jax.data import input_pipeline
@@ -47,15 +48,22 @@ class Validation:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.set = validation_set(config)
+        for error in self.set.skipped:
+            logging.warning("validation: %s", error)
         self.evaluators = evaluators.create_evaluators(config.evals)
         self.model_config = models.ModelConfig.from_training_config(config.model)
+        self._upscaler: Upscaler | None = None
 
     def super_resolve(self, generator: TrainState) -> list[np.ndarray]:
         """uint8 SR images of every validation image (host states of the generator)."""
         variables = {"params": generator.params, "batch_stats": generator.batch_stats}
-        # float32 whatever the training dtype: the numbers `srgan-jax evaluate` gives by default.
-        # The compiled forward pass is cached across validations (one per image size).
-        return self.set.super_resolve(Upscaler(variables, self.model_config, dtype="float32"))
+        if self._upscaler is None:
+            # float32 whatever the training dtype: the numbers `srgan-jax evaluate` gives by
+            # default. The compiled forward pass is cached across validations.
+            self._upscaler = Upscaler(variables, self.model_config, dtype="float32")
+        else:
+            self._upscaler = self._upscaler.with_variables(variables)
+        return self.set.super_resolve(self._upscaler)
 
     def evaluate(self, sr_images: list[np.ndarray]) -> dict[str, float]:
         """Every evaluator's metrics of `sr_images` (PSNR/SSIM and bicubic's by default)."""

@@ -139,6 +139,15 @@ class Upscaler:
         weights = GeneratorWeights(self.config, self.variables)
         return Upscaler(weights, dtype=dtype, memory_budget=self.memory_budget)
 
+    def with_variables(self, variables: Variables) -> Upscaler:
+        """The same architecture, dtype and memory plan with other variables (checked): how a
+        training run's validation swaps in each new generator without measuring memory again."""
+        weights = check_weights(variables, self.config, "generator variables")
+        other = Upscaler(weights, dtype=self.dtype, memory_budget=self.memory_budget)
+        if "bytes_per_pixel" in self.__dict__:  # functools.cached_property's own storage
+            other.__dict__["bytes_per_pixel"] = self.bytes_per_pixel
+        return other
+
     @property
     def scale(self) -> int:
         return self.config.scale

@@ -8,6 +8,7 @@ demo images instead of DIV2K (no download), a tiny model and a few steps of both
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,9 +32,12 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _parameters(workdir: pathlib.Path) -> str:
+def _parameters(workdir: pathlib.Path, local_dir: pathlib.Path) -> str:
     return textwrap.dedent(f"""
+        CODE_DIR = {str(REPO)!r}
         WORKDIR = {str(workdir)!r}
+        TFDS_DATA_DIR = None
+        LOCAL_DIR = {str(local_dir)!r}
         DATA_SOURCE = "demo"
         PER_DEVICE_BATCH = 1
         NUM_EVAL_IMAGES = 2
@@ -60,10 +64,25 @@ def test_notebook_is_valid_nbformat_4_and_installs_requirements_tpu():
     assert (REPO / "requirements-tpu.txt").is_file()
     tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1
+    settings = "".join(tagged[0]["source"])
+    for name in ("REPO_URL", "CODE_DIR", "WORKDIR", "TFDS_DATA_DIR", "gs://", "/content/drive/"):
+        assert name in settings, name
+
+
+def test_every_code_cell_follows_a_heading_that_says_how_long_it_takes():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    heading = None
+    for index, cell in enumerate(cells):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            heading = text.splitlines()[0]
+        elif "parameters" not in cell["metadata"].get("tags", []):
+            assert heading is not None and re.search(r"\((about |)[^)]*(seconds|min)", heading), (
+                f"cell {index}: the heading above it ({heading!r}) gives no rough duration")
 
 
 def test_notebook_code_cells_run_on_cpu(tmp_path):
-    workdir = tmp_path / "run"
+    workdir, local_dir = tmp_path / "run", tmp_path / "local"
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=8",
@@ -71,11 +90,11 @@ def test_notebook_code_cells_run_on_cpu(tmp_path):
         SRGAN_JAX_OFFLINE="1",
     )
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(NOTEBOOK), _parameters(workdir)],
+        [sys.executable, "-c", RUNNER, str(NOTEBOOK), _parameters(workdir, local_dir)],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "NOTEBOOK RAN 5 " in result.stdout
-    assert (workdir / "generator.msgpack").is_file()
+    assert (workdir / "generator.msgpack").is_file() and (local_dir / "generator.msgpack").is_file()
     assert "| validation_hr | 2 |" in result.stdout  # the bicubic-vs-model table
     assert any(workdir.glob("events.out.tfevents.*"))

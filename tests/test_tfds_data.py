@@ -98,6 +98,7 @@ def test_missing_tfds_is_one_line_for_the_cli(without_tfds, capsys):
 @pytest.fixture(scope="module")
 def tfds():
     tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets.testing")  # an attribute of tfds only once imported
     return tfds
 
 

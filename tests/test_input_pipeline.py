@@ -4,8 +4,6 @@ Crops are checked against images whose pixels encode their own coordinates, so w
 from (and which flip/rotation it got) is read off its values; LR is recomputed with `degrade`.
 """
 import os
-import sys
-import types
 import warnings
 from collections.abc import Sequence
 
@@ -280,65 +278,6 @@ def test_bad_configuration_names_the_field(overrides, field):
                                 [degrade(h, 4) for h in source.hr], 4)
     with pytest.raises(ValueError, match=field):
         iterator(source, **overrides)
-
-
-class FakeTFDS:
-    """Stands in for `tensorflow_datasets` with div2k-like {'hr', 'lr'} numpy examples."""
-
-    def __init__(self, examples):
-        self.examples, self.calls = examples, []
-
-    def load(self, name, split, data_dir=None, shuffle_files=False):
-        self.calls.append((name, split, data_dir, shuffle_files))
-        return self.examples[split]
-
-    @staticmethod
-    def as_numpy(dataset):
-        return iter(dataset)
-
-
-@pytest.fixture
-def fake_tfds(monkeypatch):
-    """Fake `tensorflow` and `tensorflow_datasets` modules; HR is 4x4-block-constant LR."""
-    def example(seed, height, width):
-        lr = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        hr = np.kron(lr, np.ones((4, 4, 1), np.uint8))
-        return {"hr": np.pad(hr, ((0, 3), (0, 2), (0, 0))), "lr": lr}  # HR not yet modcropped
-
-    tfds = FakeTFDS({"train": [example(i, 20 + i, 30 - i) for i in range(3)],
-                     "validation": [example(10, 16, 18)]})
-    hidden = []
-    tf = types.SimpleNamespace(config=types.SimpleNamespace(
-        set_visible_devices=lambda devices, kind: hidden.append((devices, kind))))
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", tfds)
-    monkeypatch.setitem(sys.modules, "tensorflow", tf)
-    return tfds, hidden
-
-
-def test_tfds_with_dataset_lr_gives_aligned_pairs(fake_tfds):
-    tfds, hidden = fake_tfds
-    config = ip.default_config()
-    config.source, config.use_dataset_lr, config.tfds_data_dir = "tfds", True, "/data/tfds"
-    source = ip.make_source(config)
-    assert tfds.calls == [("div2k/bicubic_x4", "train", "/data/tfds", False)]
-    assert hidden == [([], "GPU")]
-    assert source.lr_scale == 4 and len(source) == 3
-    assert all(h.shape[:2] == (4 * low.shape[0], 4 * low.shape[1])
-               for h, low in zip(source.hr, source.lr, strict=True))
-    batch = next(iterator(source, global_batch_size=16))
-    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
-        np.testing.assert_array_equal(np.kron(lr, np.ones((4, 4, 1), np.uint8)), hr)
-    validation = ip.make_source(config, split="validation")
-    assert [(lr.shape, hr.shape) for lr, hr in zip(validation.lr, validation.hr, strict=True)] \
-        == [((16, 18, 3), (64, 72, 3))]
-
-
-def test_tfds_hr_only_uses_our_degradation(fake_tfds):
-    source = ip.tfds_source("div2k/bicubic_x4", split="train")
-    assert source.lr is None and source.sizes[0] == (83, 122)
-    batch = next(iterator(source))
-    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
-        np.testing.assert_array_equal(lr, degrade(hr, 4))
 
 
 def test_make_source_errors_name_the_config_field():

@@ -8,6 +8,7 @@ demo images instead of DIV2K (no download), a tiny model and a few steps of both
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,16 +32,19 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-def _parameters(workdir: pathlib.Path) -> str:
+def _parameters(workdir: pathlib.Path, local_dir: pathlib.Path, gan_steps: int) -> str:
     return textwrap.dedent(f"""
+        CODE_DIR = {str(REPO)!r}
         WORKDIR = {str(workdir)!r}
+        TFDS_DATA_DIR = None
+        LOCAL_DIR = {str(local_dir)!r}
         DATA_SOURCE = "demo"
         PER_DEVICE_BATCH = 1
         NUM_EVAL_IMAGES = 2
         CONFIG_OVERRIDES = {{
             "dtype": "bfloat16",
             "model.num_blocks": 1, "model.channels": 8, "model.scale": 2, "crop_size": 16,
-            "pretrain.steps": 3, "gan.steps": 2, "gan.content_loss": "vgg22",
+            "pretrain.steps": 3, "gan.steps": {gan_steps}, "gan.content_loss": "vgg22",
             "gan.lr_decay_step": 1,
             "log_every": 1, "eval_every": 5, "checkpoint_every": 5, "sample_every": 5,
             "num_eval_images": 1, "num_samples": 1,
@@ -60,10 +64,25 @@ def test_notebook_is_valid_nbformat_4_and_installs_requirements_tpu():
     assert (REPO / "requirements-tpu.txt").is_file()
     tagged = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1
+    settings = "".join(tagged[0]["source"])
+    for name in ("REPO_URL", "CODE_DIR", "WORKDIR", "TFDS_DATA_DIR", "gs://", "/content/drive/"):
+        assert name in settings, name
 
 
-def test_notebook_code_cells_run_on_cpu(tmp_path):
-    workdir = tmp_path / "run"
+def test_every_code_cell_follows_a_heading_that_says_how_long_it_takes():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    heading = None
+    for index, cell in enumerate(cells):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            heading = text.splitlines()[0]
+        elif "parameters" not in cell["metadata"].get("tags", []):
+            assert heading is not None and re.search(r"\((about |)[^)]*(seconds|min)", heading), (
+                f"cell {index}: the heading above it ({heading!r}) gives no rough duration")
+
+
+def _run_all(workdir: pathlib.Path, local_dir: pathlib.Path, gan_steps: int):
+    """Runs every code cell in a fresh process, as *Run all* in a new runtime does."""
     env = dict(
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=8",
@@ -71,11 +90,23 @@ def test_notebook_code_cells_run_on_cpu(tmp_path):
         SRGAN_JAX_OFFLINE="1",
     )
     result = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(NOTEBOOK), _parameters(workdir)],
+        [sys.executable, "-c", RUNNER, str(NOTEBOOK), _parameters(workdir, local_dir, gan_steps)],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_notebook_code_cells_run_on_cpu_and_resume_after_a_disconnect(tmp_path):
+    workdir, local_dir = tmp_path / "run", tmp_path / "local"
+    result = _run_all(workdir, local_dir, gan_steps=2)
     assert "NOTEBOOK RAN 5 " in result.stdout
-    assert (workdir / "generator.msgpack").is_file()
+    assert (workdir / "generator.msgpack").is_file() and (local_dir / "generator.msgpack").is_file()
     assert "| validation_hr | 2 |" in result.stdout  # the bicubic-vs-model table
     assert any(workdir.glob("events.out.tfevents.*"))
+
+    # A new runtime, the same settings with a longer GAN phase: *Run all* picks the run up at its
+    # last checkpoint (step 5) instead of starting over, and exports and evaluates again.
+    resumed = _run_all(workdir, local_dir, gan_steps=4)
+    assert "resumed at step 5" in resumed.stderr, resumed.stderr[-3000:]
+    assert "NOTEBOOK RAN 7 " in resumed.stdout and "| validation_hr | 2 |" in resumed.stdout

@@ -25,8 +25,9 @@ def _scalars(workdir: str, tag: str) -> dict[int, float]:
     for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
         for record in RawEventFileLoader(path).Load():
             event = event_pb2.Event.FromString(record)
-            values.update({event.step: v.simple_value for v in event.summary.value
-                           if v.tag == tag})
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.simple_value
     return values
 
 

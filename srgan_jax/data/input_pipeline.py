@@ -5,8 +5,8 @@ Sources (`make_source`, selected by `config.data.source`):
 * ``'folder'``: image files found recursively under `config.data.train_dirs` (or `eval_dirs`),
   decoded once into host memory as uint8 when they fit in `config.data.cache_bytes`;
 * ``'demo'``: the procedural textures of `srgan_jax.data.demo_data` (no download);
-* ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory. TensorFlow is
-  imported only on this path, and is kept off the accelerators.
+* ``'tfds'``: TFDS `div2k/*` (`config.data.tfds_name`), loaded into host memory by
+  `srgan_jax.data.tfds_data`, the only module that imports TensorFlow.
 
 A training example is a random `crop_size` HR crop of an image, turned by one of the eight
 flips/rotations, with its LR made by `imresize.degrade` (MATLAB bicubic on the uint8 crop, the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
 import os
 import warnings
@@ -36,7 +35,7 @@ import numpy as np
 
 from srgan_jax import image_io
 from srgan_jax.data import demo_data
-from srgan_jax.imresize import degrade, modcrop
+from srgan_jax.imresize import degrade
 
 LAYOUTS = ("pmap", "global")
 DEFAULT_CACHE_BYTES = 8 * 2**30
@@ -156,56 +155,6 @@ def demo_source(split: str = "train") -> ImageSource:
     return ImageSource(f"demo ({split})", images, names, tuple(i.shape[:2] for i in images))
 
 
-def tfds_source(
-    name: str = "div2k/bicubic_x4",
-    *,
-    split: str = "train",
-    data_dir: str | None = None,
-    use_dataset_lr: bool = False,
-    max_images: int | None = None,
-) -> ImageSource:
-    """A TFDS super-resolution dataset with {'hr', 'lr'} uint8 examples (div2k), in host memory.
-
-    DIV2K's 800 training images take about 6.6 GB as uint8 (plus 0.4 GB of x4 LR with
-    `use_dataset_lr`). The dataset is prepared by TFDS on first use (into `data_dir`).
-    """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    # TF must not claim the GPUs that JAX uses (RuntimeError: TF was initialised elsewhere first).
-    with contextlib.suppress(RuntimeError):
-        tf.config.set_visible_devices([], "GPU")
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
-    hr, lr = [], []
-    for index, example in enumerate(tfds.as_numpy(dataset)):
-        if max_images is not None and index >= max_images:
-            break
-        hr.append(np.asarray(example["hr"], dtype=np.uint8))
-        if use_dataset_lr:
-            lr.append(np.asarray(example["lr"], dtype=np.uint8))
-    if not hr:
-        raise ValueError(f"TFDS dataset {name} split {split!r} has no examples")
-    lr_scale = None
-    if use_dataset_lr:
-        lr_scale = _dataset_scale(hr, lr, name)
-        hr = [modcrop(h, lr_scale) for h in hr]  # LR is already HR // lr_scale in size
-    names = tuple(f"{name}/{split}/{i}" for i in range(len(hr)))
-    return ImageSource(f"{name} ({split})", hr, names, tuple(h.shape[:2] for h in hr),
-                       lr if use_dataset_lr else None, lr_scale)
-
-
-def _dataset_scale(hr: Sequence[np.ndarray], lr: Sequence[np.ndarray], name: str) -> int:
-    """The one integer scale between a dataset's HR and LR images (sizes are HR // scale)."""
-    scales = {round(h.shape[0] / low.shape[0]) for h, low in zip(hr, lr, strict=True)}
-    if len(scales) != 1:
-        raise ValueError(f"TFDS dataset {name}: HR/LR size ratios differ across examples: {scales}")
-    scale = scales.pop()
-    for h, low in zip(hr, lr, strict=True):
-        if (h.shape[0] // scale, h.shape[1] // scale) != low.shape[:2]:
-            raise ValueError(f"TFDS dataset {name}: LR {low.shape} is not HR {h.shape} / {scale}")
-    return scale
-
-
 def make_source(data_config: ml_collections.ConfigDict, *, split: str = "train") -> ImageSource:
     """The source that `data_config` (see `default_config`) names, for 'train' or 'validation'."""
     if split not in ("train", "validation"):
@@ -221,8 +170,11 @@ def make_source(data_config: ml_collections.ConfigDict, *, split: str = "train")
     if kind == "demo":
         return demo_source(split)
     if kind == "tfds":
-        return tfds_source(data_config.tfds_name, split=split, data_dir=data_config.tfds_data_dir,
-                           use_dataset_lr=data_config.use_dataset_lr)
+        from srgan_jax.data import tfds_data  # imports TensorFlow, and only here
+
+        return tfds_data.tfds_source(data_config.tfds_name, split=split,
+                                     data_dir=data_config.tfds_data_dir,
+                                     use_dataset_lr=data_config.use_dataset_lr)
     raise ValueError(f"config.data.source must be 'folder', 'demo' or 'tfds', got {kind!r}")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from srgan_jax import vgg
-from srgan_jax.data import input_pipeline
+from srgan_jax.data import input_pipeline, tfds_data
 from srgan_jax.training import (
     checkpoints,
     config_validation,
@@ -122,7 +122,9 @@ def train_and_evaluate(
 
 
 def _require_inputs(config: ml_collections.ConfigDict) -> None:
-    """Finds (or downloads) the VGG19 weights now if a phase needs them, not days into a run."""
+    """Checks that TFDS is installed if the data needs it, then finds (or downloads) the VGG19
+    weights if a phase needs them: failures come first, not after a download or days into a run."""
+    tfds_data.require_tfds(config.data)  # imports nothing
     if phases.vgg_layers_needed(config) and not config.vgg.random_weights:
         vgg.resolve_vgg19_weights(config.vgg.weights_path, download=config.vgg.download)
 

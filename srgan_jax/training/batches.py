@@ -73,3 +73,11 @@ def prepare(batch: Batch, scale: int) -> Batch:
     if lr.dtype != jnp.uint8:
         raise ValueError(f"a uint8 HR batch needs uint8 LR images, got {lr.dtype}")
     return {"lr": value_ranges.lr_from_uint8(lr), "hr": value_ranges.hr_from_uint8(hr)}
+
+
+def degrade_on_host(degradation: str) -> bool:
+    """Whether the host makes the LR crops (`config.data.degradation`): 'host', 'device', or
+    'auto' = the host on CPU-only runs, where that measured faster, the device otherwise."""
+    if degradation == "auto":
+        return jax.default_backend() == "cpu"
+    return degradation == "host"

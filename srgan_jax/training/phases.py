@@ -8,6 +8,7 @@ or `gan.init_from`'s checkpoint), as the paper's SRGAN does.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ from absl import logging
 from srgan_jax import models, vgg
 from srgan_jax.training import checkpoints, steps, workdirs
 from srgan_jax.training import train_state as train_state_lib
+from srgan_jax.training.parallel import Parallel
 from srgan_jax.training.train_state import TrainState
 
 PHASES = train_state_lib.PHASES  # ('pretrain', 'gan'), in run order
@@ -111,6 +113,27 @@ def _init_from(config: ml_collections.ConfigDict) -> dict[str, Any]:
             f"for {expected.num_blocks} blocks, {expected.channels} channels, x{expected.scale}"
         )
     return weights.variables
+
+
+def compiled_steps(
+    config: ml_collections.ConfigDict, phase: str, parallel: Parallel, rng: jax.Array
+) -> tuple[dict[int, Callable[..., Any]], Any]:
+    """`phase`'s compiled calls by steps per call (1, and `config.steps_per_call` = K if > 1),
+    and its VGG params placed for them (None for the pixel MSE)."""
+    section = config[phase]
+    static = dict(content_loss=section.content_loss, tv_weight=section.tv_weight,
+                  scale=config.model.scale)
+    step_fn, num_states = steps.pretrain_step, 1
+    if phase == "gan":
+        step_fn, num_states = steps.gan_step, 2
+        static["adversarial_weight"] = section.adversarial_weight
+    calls = {1: parallel.compile(step_fn, donate_states=num_states, **static)}
+    k = config.steps_per_call
+    if k > 1:
+        calls[k] = parallel.compile(steps.multi_step(step_fn, num_states),
+                                    donate_states=num_states, **static)
+    vgg_rng = jax.random.fold_in(rng, 7)
+    return calls, parallel.put_state(vgg_params(config, section.content_loss, vgg_rng))
 
 
 def vgg_layers_needed(config: ml_collections.ConfigDict) -> set[str]:

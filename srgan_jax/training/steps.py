@@ -36,6 +36,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from srgan_jax import losses, value_ranges
 from srgan_jax.metrics import psnr_jax
@@ -222,3 +223,23 @@ def multi_step(step_fn: Callable[..., Any], num_states: int) -> Callable[..., An
         return (*states, metrics)
 
     return run
+
+
+def step_keys(host_rng: jax.Array, step: int, count: int) -> np.ndarray:
+    """Raw PRNG keys of steps `step` .. `step + count - 1`: [2] for one step, [count, 2] else."""
+    keys = [jax.random.key_data(jax.random.fold_in(host_rng, s)) for s in range(step, step + count)]
+    return np.asarray(keys[0] if count == 1 else np.stack(keys))
+
+
+def on_host(key: jax.Array) -> jax.Array:
+    """`key` on this host's CPU, so that deriving a step's key never waits for the accelerators.
+
+    An accelerator runs its programs in order: a `fold_in` placed there would queue behind the
+    training steps already dispatched, and reading it back (`put_state` replicates keys through the
+    host) would make the loop wait for every step instead of running ahead of the devices.
+    """
+    try:
+        cpu = jax.local_devices(backend="cpu")[0]
+    except RuntimeError:  # the CPU backend is excluded (JAX_PLATFORMS): keys stay where they are
+        return key
+    return jax.device_put(key, cpu)

@@ -7,31 +7,32 @@ validate, write samples, checkpoint] until the phase ends or a stop is requested
 counted globally; the batch of step `s` is a pure function of (seed, s) and its PRNG key is
 `fold_in(key(seed), s)`, so a resumed run continues exactly as if it had never stopped.
 
-Metrics are fetched from the devices only when they are logged (the loop otherwise never waits for
-them), checked for NaN/Inf and logged with steps/s and the phase's ETA. A non-finite loss stops the
-run before the state after it is saved. The side jobs live in their own modules: `phases` (what
-each phase starts from), `step_blocks` (which steps share a call), `validation` (PSNR/SSIM and
-sample strips), `run_control` (signals, the workdir lock, throughput), `checkpoints`.
+Metrics are fetched from the devices only when they are logged (`metrics_log`: the loop otherwise
+never waits for them), checked for NaN/Inf and logged with steps/s and the phase's ETA. A
+non-finite loss stops the run before the state after it is saved. The side jobs live in their own
+modules: `phases` (what each phase starts from), `step_blocks` (which steps share a call),
+`validation` (the evaluation protocol and sample strips), `run_control` (signals, the workdir
+lock, throughput), `config_validation`, `checkpoints`.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from srgan_jax import vgg
 from srgan_jax.data import input_pipeline, tfds_data
 from srgan_jax.training import (
+    batches,
     checkpoints,
     config_validation,
     device_prefetch,
     metric_writers,
+    metrics_log,
     phases,
     run_control,
     step_blocks,
@@ -48,38 +49,8 @@ abstract_states = phases.abstract_states
 gan_generator_variables = phases.gan_generator_variables
 phase_spans = phases.phase_spans
 StopRequest = run_control.StopRequest
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training metric became NaN or Inf; the state after that step is never checkpointed."""
-
-
-class MetricsLog:
-    """Per-step device metrics, fetched together only when they are logged or saved."""
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[int, int, dict[str, jax.Array]]] = []
-
-    def append(self, first_step: int, count: int, step_metrics: dict[str, jax.Array]) -> None:
-        """Metrics of steps `first_step` .. `first_step + count - 1` (stacked to [count] if > 1)."""
-        self._pending.append((first_step, count, step_metrics))
-
-    def fetch(self) -> list[tuple[int, dict[str, float]]]:
-        """(step, metrics) of every step since the last fetch; raises on the first non-finite."""
-        fetched, self._pending = jax.device_get(self._pending), []
-        per_step = []
-        for first, count, block in fetched:
-            for i in range(count):
-                values = {k: float(np.reshape(v, -1)[i]) for k, v in block.items()}
-                per_step.append((first + i, values))
-        for step, values in per_step:
-            for name, value in values.items():
-                if not np.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"{name} is {value} at step {step}: training stopped; the last checkpoint "
-                        "(if any) is from before this step and is intact"
-                    )
-        return per_step
+MetricsLog = metrics_log.MetricsLog
+NonFiniteLossError = metrics_log.NonFiniteLossError
 
 
 def train_and_evaluate(
@@ -155,7 +126,7 @@ class _Run:
             process_count=jax.process_count(),
             prefetch=config.data.prefetch,
             num_workers=config.data.num_workers,
-            degrade_on_host=degrade_on_host(config.data.degradation),
+            degrade_on_host=batches.degrade_on_host(config.data.degradation),
         )
         blocks = step_blocks.BlockIterator(host_batches, self.plan, parallel.stack)
         self.batches = device_prefetch.DevicePrefetcher(
@@ -163,7 +134,6 @@ class _Run:
         )
         self.checkpointer = checkpoints.Checkpointer(workdir, config, keep=config.keep_checkpoints)
         self.metrics_log = MetricsLog()
-        self.unlogged: list[tuple[int, dict[str, float]]] = []  # fetched, for the next log step
         self.last_saved_step = self.checkpointer.latest_step()
 
     def __enter__(self) -> _Run:
@@ -196,38 +166,18 @@ class _Run:
         return TrainingCheckpoint(state.step, span.name, generator, discriminator, state.rng,
                                   state.data_state)
 
-    def compile(self, phase: str) -> tuple[dict[int, Callable[..., Any]], Any]:
-        """The phase's compiled calls by steps per call (1, and K), and its placed VGG params."""
-        section = self.config[phase]
-        static = dict(content_loss=section.content_loss, tv_weight=section.tv_weight,
-                      scale=self.config.model.scale)
-        step_fn, num_states = steps.pretrain_step, 1
-        if phase == "gan":
-            step_fn, num_states = steps.gan_step, 2
-            static["adversarial_weight"] = section.adversarial_weight
-        calls = {1: self.parallel.compile(step_fn, donate_states=num_states, **static)}
-        k = self.config.steps_per_call
-        if k > 1:
-            calls[k] = self.parallel.compile(
-                steps.multi_step(step_fn, num_states), donate_states=num_states, **static
-            )
-        vgg_rng = jax.random.fold_in(self.rng, 7)
-        return calls, self.parallel.put_state(
-            phases.vgg_params(self.config, section.content_loss, vgg_rng)
-        )
-
     def train(
         self, span: PhaseSpan, state: TrainingCheckpoint, stop: run_control.StopRequest
     ) -> TrainingCheckpoint:
         """Trains `span` from `state.step`; returns where it stopped."""
         config, par = self.config, self.parallel
-        calls, vgg_params = self.compile(span.name)
+        calls, vgg_params = phases.compiled_steps(self.config, span.name, par, self.rng)
         models = [par.put_state(state.generator)]
         if state.discriminator is not None:
             models.append(par.put_state(state.discriminator))
         step, first_step = state.step, state.step
         timer = run_control.Throughput(span.end)
-        host_rng = _on_host(self.rng)
+        host_rng = steps.on_host(self.rng)
         logging.info("phase %s: steps %d..%d", span.name, step, span.end)
 
         def current() -> TrainingCheckpoint:
@@ -237,7 +187,7 @@ class _Run:
 
         while step < span.end:
             count = self.plan.size(step)
-            keys = _step_keys(host_rng, step, count)
+            keys = steps.step_keys(host_rng, step, count)
             *models, step_metrics = calls[count](
                 *models, next(self.batches), par.put_state(keys), vgg_params
             )
@@ -268,20 +218,12 @@ class _Run:
     def log(
         self, span: PhaseSpan, step: int, log_steps: list[int], timer: run_control.Throughput
     ) -> None:
-        """Writes, at each of `log_steps`, the mean metrics of the steps since the previous one
-        (raises on a NaN/Inf before anything is saved). Steps after the last of them wait for the
-        next log, so a run of K-step calls logs at exactly the steps a one-step run does."""
-        pending = self.unlogged + self.metrics_log.fetch()
-        rate = timer.scalars(step)  # measured where the device is: at the end of this call
-        for end in log_steps:
-            chunk = [values for s, values in pending if s <= end]
-            pending = [(s, values) for s, values in pending if s > end]
-            if not chunk:
-                continue
-            means = {name: float(np.mean([v[name] for v in chunk])) for name in chunk[0]}
+        """Writes the mean metrics since the previous log at each of `log_steps`, with steps/s
+        measured at `step`, the end of this call (raises on a NaN/Inf before anything is saved)."""
+        rate = timer.scalars(step)
+        for end, means in self.metrics_log.means_at(log_steps):
             self.writer.write_scalars(end, {**means, **rate})
             logging.info("%s step %d/%d: %s", span.name, end, span.end, timer.describe(step))
-        self.unlogged = pending
 
     def validate(
         self, state: TrainingCheckpoint, eval_metrics: bool, samples: bool
@@ -305,31 +247,3 @@ class _Run:
         self.checkpointer.save(state, metrics=val_metrics)
         self.last_saved_step = state.step
         logging.info("checkpoint of step %d saving to %s", state.step, self.checkpointer.directory)
-
-
-def degrade_on_host(degradation: str) -> bool:
-    """Whether the host makes the LR crops (`config.data.degradation`): 'host', 'device', or
-    'auto' = the host on CPU-only runs, where that measured faster, the device otherwise."""
-    if degradation == "auto":
-        return jax.default_backend() == "cpu"
-    return degradation == "host"
-
-
-def _step_keys(host_rng: jax.Array, step: int, count: int) -> np.ndarray:
-    """Raw PRNG keys of steps `step` .. `step + count - 1`: [2] for one step, [count, 2] else."""
-    keys = [jax.random.key_data(jax.random.fold_in(host_rng, s)) for s in range(step, step + count)]
-    return np.asarray(keys[0] if count == 1 else np.stack(keys))
-
-
-def _on_host(key: jax.Array) -> jax.Array:
-    """`key` on this host's CPU, so that deriving a step's key never waits for the accelerators.
-
-    An accelerator runs its programs in order: a `fold_in` placed there would queue behind the
-    training steps already dispatched, and reading it back (`put_state` replicates keys through the
-    host) would make the loop wait for every step instead of running ahead of the devices.
-    """
-    try:
-        cpu = jax.local_devices(backend="cpu")[0]
-    except RuntimeError:  # the CPU backend is excluded (JAX_PLATFORMS): keys stay where they are
-        return key
-    return jax.device_put(key, cpu)

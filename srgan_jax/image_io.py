@@ -59,8 +59,8 @@ class ImageReadError(ValueError):
 class ImageData:
     """An image as stored in its file.
 
-    `pixels` is uint8 or uint16, shaped (H, W) for gray, (H, W, 3) for RGB or (H, W, 4) for RGBA.
-    Gray with alpha (Pillow's LA) is returned as RGBA with the gray value in R, G and B.
+    `pixels` is uint8 or uint16, shaped (H, W) for gray, (H, W, 2) for gray with alpha (Pillow's
+    LA), (H, W, 3) for RGB or (H, W, 4) for RGBA.
     `icc_profile` is the embedded colour profile (None if absent, or if the pixels were converted to
     another colour space, e.g. from CMYK); `format` is Pillow's format name ('PNG', 'JPEG', ...).
     """
@@ -76,11 +76,11 @@ class ImageData:
 
     @property
     def has_alpha(self) -> bool:
-        return self.pixels.ndim == 3 and self.pixels.shape[2] == 4
+        return self.pixels.ndim == 3 and self.pixels.shape[2] in (2, 4)
 
     @property
     def is_gray(self) -> bool:
-        return self.pixels.ndim == 2
+        return self.pixels.ndim == 2 or self.pixels.shape[2] == 2
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -111,9 +111,10 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) view of gray, RGB or RGBA pixels: gray is repeated, alpha is dropped."""
-    if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2)
+    """(H, W, 3) view of gray, gray + alpha, RGB or RGBA pixels: gray is repeated, alpha dropped."""
+    if pixels.ndim == 2 or pixels.shape[2] == 2:
+        gray = pixels if pixels.ndim == 2 else pixels[:, :, 0]
+        return np.repeat(gray[:, :, None], 3, axis=2)
     return pixels[:, :, :3]
 
 
@@ -130,7 +131,8 @@ def read_image(path: str | os.PathLike) -> ImageData:
     """The image at `path` at full fidelity (see `ImageData`), upright per its EXIF orientation.
 
     Mode conversions: 1-bit -> gray; palette -> RGB, or RGBA when it has transparency; gray or RGB
-    with a transparent colour (8 or 16 bits) -> RGBA; LA -> RGBA; CMYK (through its ICC profile
+    with a transparent colour (8 or 16 bits) -> RGBA; LA stays gray + alpha (premultiplied La is
+    un-premultiplied); CMYK (through its ICC profile
     when it has one), YCbCr and other colour spaces -> RGB; 32-bit integer samples are clipped to
     16 bits; float samples are read as [0, 1] and quantised to 16 bits. The file is decoded
     completely, so a truncated file fails here rather than later.
@@ -194,7 +196,9 @@ def _pixels(image: Image.Image, name: str) -> tuple[np.ndarray, bytes | None]:
         return np.asarray(image), icc_profile
     if mode in ("1", "P"):
         return np.asarray(image.convert("L" if mode == "1" else "RGB")), icc_profile
-    if mode in ("LA", "La", "RGBa", "PA"):
+    if mode in ("LA", "La"):
+        return np.asarray(image.convert("LA")), icc_profile
+    if mode in ("RGBa", "PA"):
         return np.asarray(image.convert("RGBA")), icc_profile
     try:
         return np.asarray(image.convert("RGB")), None  # YCbCr, LAB, HSV, RGBX
@@ -248,7 +252,7 @@ def _with_low_bytes(name: str, tiles: list, high: np.ndarray) -> np.ndarray:
     if _rawmode(tiles[0]) == "LA;16B":  # PNG gray+alpha: decode the raw bytes as 8-bit RGBA
         raw = _decode_with(name, [_with_rawmode(t, "RGBA") for t in tiles]).astype(np.uint16)
         gray, alpha = raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]
-        return np.stack([gray, gray, gray, alpha], axis=-1)
+        return np.stack([gray, alpha], axis=-1)
     swapped = [_with_rawmode(t, _rawmode(t)[:-3] + _SWAPPED_ORDER[_rawmode(t)[-3:]]) for t in tiles]
     low = _decode_with(name, swapped)
     return high.astype(np.uint16) << 8 | low
@@ -276,12 +280,15 @@ def write_image(
     icc_profile: bytes | None = None,
     quality: int = 95,
 ) -> None:
-    """Writes uint8/uint16 gray, RGB or RGBA pixels to `path`, in the format its extension names.
+    """Writes uint8/uint16 gray, gray + alpha, RGB or RGBA pixels to `path`, in the format its
+    extension names.
 
-    PNG and TIFF keep 16 bits and alpha. JPEG, WebP and BMP are 8-bit: 16-bit samples are scaled
-    with `to_uint8`; JPEG also drops alpha. `icc_profile` (default: the one `image` carries) is
-    embedded where the format allows and its colour space fits the pixels. `quality` applies to
-    JPEG and WebP. The file appears atomically: it is written beside `path`, then renamed.
+    PNG and TIFF keep 16 bits, gray + alpha and alpha (16-bit gray + alpha TIFF as RGBA, which
+    Pillow can read back). JPEG, WebP and BMP are 8-bit: 16-bit samples are scaled with
+    `to_uint8`; JPEG also drops alpha; WebP and BMP, which have no gray + alpha, take it as RGBA.
+    `icc_profile` (default: the one `image` carries) is embedded where the format allows and its
+    colour space fits the pixels. `quality` applies to JPEG and WebP. The file appears atomically:
+    it is written beside `path`, then renamed.
     """
     name = os.fspath(path)
     file_format = FILE_FORMATS.get(os.path.splitext(name)[1].lower())
@@ -294,7 +301,12 @@ def write_image(
     if file_format in _EIGHT_BIT_ONLY:
         pixels = to_uint8(pixels)
         if file_format == "JPEG" and pixels.ndim == 3:
-            pixels = pixels[:, :, :3]
+            pixels = pixels[:, :, 0] if pixels.shape[2] == 2 else pixels[:, :, :3]
+        elif pixels.ndim == 3 and pixels.shape[2] == 2:
+            pixels = np.dstack([to_rgb(pixels), pixels[:, :, 1]])
+    elif file_format == "TIFF" and pixels.dtype == np.uint16 and pixels.ndim == 3 \
+            and pixels.shape[2] == 2:  # a layout Pillow, and so `read_image`, cannot read
+        pixels = np.dstack([to_rgb(pixels), pixels[:, :, 1]])
     icc_profile = _matching_icc(icc_profile, pixels)
     if file_format == "PNG" and pixels.dtype == np.uint16:
         data = encode_png16(pixels, icc_profile)
@@ -313,9 +325,9 @@ def write_image(
 def _check_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
     if pixels.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"{name}: pixels must be uint8 or uint16, got {pixels.dtype}")
-    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
-        raise ValueError(f"{name}: pixels must be shaped (H, W), (H, W, 3) or (H, W, 4), "
-                         f"not {pixels.shape}")
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4))):
+        raise ValueError(f"{name}: pixels must be shaped (H, W), (H, W, 2), (H, W, 3) or "
+                         f"(H, W, 4), not {pixels.shape}")
     if min(pixels.shape[:2]) < 1:
         raise ValueError(f"{name}: empty image of shape {pixels.shape}")
     return pixels
@@ -355,7 +367,7 @@ def encode_png16(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     """
     height, width = pixels.shape[:2]
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    color_type = {1: 0, 3: 2, 4: 6}[channels]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     raw = pixels.astype(">u2").reshape(height, width * channels).view(np.uint8)
     bpp = 2 * channels
     left = np.zeros_like(raw)
@@ -382,7 +394,7 @@ def encode_png16(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
 
 
 def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
-    """A little-endian baseline TIFF of uint8/uint16 gray, RGB or RGBA pixels.
+    """A little-endian baseline TIFF of uint8/uint16 gray, gray + alpha, RGB or RGBA pixels.
 
     One strip, Adobe deflate compression with the horizontal-differencing predictor, unassociated
     alpha, and the ICC profile (tag 34675) if given.
@@ -401,7 +413,7 @@ def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
         (257, long_, [height]),
         (258, short, [bits] * channels),
         (259, short, [8]),  # Adobe deflate
-        (262, short, [1 if channels == 1 else 2]),  # BlackIsZero / RGB
+        (262, short, [1 if channels <= 2 else 2]),  # BlackIsZero / RGB
         (273, long_, [0]),  # StripOffsets, patched below
         (277, short, [channels]),
         (278, long_, [height]),
@@ -409,7 +421,7 @@ def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
         (284, short, [1]),  # chunky
         (317, short, [2]),  # horizontal predictor
     ]
-    if channels == 4:
+    if channels in (2, 4):
         tags.append((338, short, [2]))  # unassociated alpha
     if icc_profile:
         tags.append((34675, undefined, icc_profile))

@@ -50,7 +50,7 @@ def plain_png16(path, pixels, color_type, transparent=None):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("shape", [(13, 17), (13, 17, 3), (13, 17, 4)])
+@pytest.mark.parametrize("shape", [(13, 17), (13, 17, 2), (13, 17, 3), (13, 17, 4)])
 @pytest.mark.parametrize("ext", ["png", "tif"])
 def test_png_and_tiff_round_trip_exactly(tmp_path, ext, shape, dtype):
     pixels = random_pixels(shape, dtype)
@@ -58,13 +58,15 @@ def test_png_and_tiff_round_trip_exactly(tmp_path, ext, shape, dtype):
     write_image(path, pixels)
     data = read_image(path)
     assert data.pixels.dtype == dtype
+    if ext == "tif" and dtype == np.uint16 and shape[-1] == 2:  # stored as RGBA, gray repeated
+        pixels = np.dstack([pixels[..., [0, 0, 0]], pixels[..., 1]])
     np.testing.assert_array_equal(data.pixels, pixels)
     assert data.format == {"png": "PNG", "tif": "TIFF"}[ext]
     assert data.path == str(path)
     # Pillow's own decoder agrees on the high bytes, so the files are standard.
     with Image.open(path) as image:
-        high = np.asarray(image.convert("RGBA" if shape[-1] == 4 else image.mode))
-    if dtype == np.uint16 and len(shape) == 3:
+        high = np.asarray(image.convert({4: "RGBA", 2: "LA"}.get(shape[-1], image.mode)))
+    if dtype == np.uint16 and len(shape) == 3 and shape[2] != 2:  # Pillow reads 16-bit LA as 8
         np.testing.assert_array_equal(high[..., : shape[2]], pixels >> 8)
 
 
@@ -76,7 +78,7 @@ def test_reads_16_bit_png_from_another_encoder(tmp_path, color_type, channels):
     if channels == 1:
         expected = pixels[..., 0]
     elif channels == 2:
-        expected = pixels[..., [0, 0, 0, 1]]  # gray+alpha comes back as RGBA
+        expected = pixels  # gray + alpha stays gray + alpha
     else:
         expected = pixels
     np.testing.assert_array_equal(data.pixels, expected)
@@ -154,7 +156,7 @@ def test_mode_conversions_match_pillow(tmp_path):
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
     Image.fromarray(rgb).convert("LA").save(tmp_path / "la.png")
     Image.fromarray(rgb).convert("1").save(tmp_path / "b.png")
-    cases = {"p.png": "RGB", "pt.png": "RGBA", "c.jpg": "RGB", "la.png": "RGBA", "b.png": "L"}
+    cases = {"p.png": "RGB", "pt.png": "RGBA", "c.jpg": "RGB", "la.png": "LA", "b.png": "L"}
     for name, mode in cases.items():
         with Image.open(tmp_path / name) as image:
             expected = np.asarray(image.convert(mode))
@@ -162,6 +164,22 @@ def test_mode_conversions_match_pillow(tmp_path):
         np.testing.assert_array_equal(data.pixels, expected, err_msg=name)
         np.testing.assert_array_equal(read_rgb(tmp_path / name), image_io.to_rgb(expected))
     assert read_image(tmp_path / "pt.png").pixels[..., 3].min() == 0  # index 3 is transparent
+
+
+@pytest.mark.parametrize("ext", ["jpg", "webp", "bmp"])
+def test_gray_with_alpha_in_eight_bit_formats(tmp_path, ext):
+    """JPEG keeps the gray plane; WebP stores gray + alpha as RGBA; BMP keeps RGB (as for RGBA)."""
+    pixels = random_pixels((9, 10, 2), np.uint8)
+    write_image(tmp_path / f"la.{ext}", pixels)
+    back = read_image(tmp_path / f"la.{ext}").pixels
+    expected = np.dstack([pixels[..., [0, 0, 0]], pixels[..., 1]])
+    if ext == "jpg":
+        assert back.shape == (9, 10)
+    elif ext == "webp":  # lossy at the default quality
+        assert back.shape == expected.shape
+        assert np.abs(back.astype(int) - expected).mean() < 20
+    else:
+        np.testing.assert_array_equal(back, expected[..., :3])
 
 
 def test_integer_and_float_modes(tmp_path):
@@ -215,7 +233,7 @@ def test_write_is_atomic_and_validates(tmp_path):
     with pytest.raises(TypeError, match="uint8 or uint16"):
         write_image(path, np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="shaped"):
-        write_image(path, np.zeros((4, 4, 2), np.uint8))
+        write_image(path, np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(FileNotFoundError):
         write_image(tmp_path / "missing" / "x.png", random_pixels((4, 4)))
     assert sorted(os.listdir(tmp_path)) == ["out.png"]

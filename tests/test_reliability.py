@@ -188,8 +188,6 @@ def test_gray_with_alpha_stays_gray_with_alpha_in_the_library(model):
                                   srgan_jax.upscale(str(model), pixels[..., 0]))
 
 
-@pytest.mark.xfail(strict=True, reason="image_io.read_image returns LA files as RGBA and "
-                   "write_image takes no 2-channel pixels; upscale_pixels keeps LA (see above)")
 def test_gray_with_alpha_stays_gray_with_alpha(model, tmp_path, capsys):
     path = tmp_path / "la.png"
     Image.fromarray(np.dstack([rgb(5, 6)[..., 0], rgb(5, 6, 1)[..., 0]]), "LA").save(path)

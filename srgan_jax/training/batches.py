@@ -77,7 +77,8 @@ def prepare(batch: Batch, scale: int) -> Batch:
 
 def degrade_on_host(degradation: str) -> bool:
     """Whether the host makes the LR crops (`config.data.degradation`): 'host', 'device', or
-    'auto' = the host on CPU-only runs, where that measured faster, the device otherwise."""
+    'auto' = the host on CPU-only runs (the prefetch threads make them while the step runs, and
+    the device is the same CPU), the device on GPU/TPU."""
     if degradation == "auto":
         return jax.default_backend() == "cpu"
     return degradation == "host"

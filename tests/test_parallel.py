@@ -195,7 +195,7 @@ def test_pmap_batch_must_be_device_major():
     config = make_config("pmap", "sgd")
     par = parallel.Parallel.create(config.parallelism, config.batch_size)
     with pytest.raises(ValueError, match=r"\[local_devices, per_device, \.\.\.\] = \[8, 2"):
-        par.put_batch({"lr": np.zeros((BATCH, 8, 8, 3), np.float32)})
+        par.put_batch({"hr": np.zeros((BATCH, 16, 16, 3), np.uint8)})
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

@@ -291,10 +291,13 @@ def test_two_processes_train_resume_and_match_one(reference_run, compilation_cac
 
     a, b = _final_states(workdir), _final_states(reference_run)
     assert (a.step, a.phase, a.data_state) == (b.step, b.phase, b.data_state)
-    for name in ("generator", "discriminator"):
+    # The discriminator sees 16x16 crops here, where its last BatchNorms normalise over four
+    # values each and magnify float rounding (gloo sums in another order) to ~5% of its four
+    # GAN updates (~4e-4); the generator, trained 64 steps, must agree tightly.
+    for name, atol in (("generator", 1e-5), ("discriminator", 5e-5)):
         for x, y in zip(jax.tree.leaves(getattr(a, name)), jax.tree.leaves(getattr(b, name)),
                         strict=True):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=1e-5,
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=atol,
                                        err_msg=name)
     # Process 0 alone writes events and samples: one event file per start, no duplicates.
     assert len(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))) == 2
@@ -336,9 +339,11 @@ def test_non_finite_loss_stops_before_saving(tmp_path):
     config.checkpoint_every = 1
     with pytest.raises(trainer.NonFiniteLossError) as error:
         trainer.train_and_evaluate(config, str(tmp_path))
-    match = re.match(r"content_loss is (nan|inf) at step (\d+)", str(error.value))
+    # The training loss, or first the generator's inference output (BN running statistics).
+    match = re.match(r"(content_loss|the generator's validation output) is (nan|inf|NaN or "
+                     r"infinite) at step (\d+)", str(error.value))
     assert match, str(error.value)
-    bad_step = int(match.group(2))
+    bad_step = int(match.group(3))
     with checkpoints.Checkpointer(str(tmp_path), config) as ckpt:
         steps = ckpt.all_steps()
         generator, _ = trainer.abstract_states(config, "pretrain")

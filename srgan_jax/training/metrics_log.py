@@ -42,6 +42,11 @@ class MetricsLog:
                     )
         return per_step
 
+    def check(self) -> None:
+        """Fetches what is pending now (raising on a NaN/Inf) and keeps it for the next log: the
+        loop calls it before validating or saving the state after those steps."""
+        self._unlogged += self.fetch()
+
     def means_at(self, log_steps: list[int]) -> list[tuple[int, dict[str, float]]]:
         """(log step, mean metrics of the steps since the previous log step) for each of the
         sorted `log_steps` that has any; later steps wait for the next call, so runs of K-step

@@ -43,6 +43,7 @@ from srgan_jax.training import (
 from srgan_jax.training.checkpoints import TrainingCheckpoint
 from srgan_jax.training.parallel import Parallel
 from srgan_jax.training.phases import PhaseSpan
+from srgan_jax.upscaling.inference import NonFiniteOutputError
 
 # The names the loop's pieces had before they moved to their own modules.
 abstract_states = phases.abstract_states
@@ -207,6 +208,7 @@ class _Run:
             eval_now = phase_end or step % config.eval_every == 0
             sample_now = phase_end or step % config.sample_every == 0
             if checkpoint or eval_now or sample_now:
+                self.metrics_log.check()  # a NaN stops the run before it is validated or saved
                 host_state = current()
                 val_metrics = self.validate(host_state, eval_now, sample_now)
                 if checkpoint:
@@ -229,7 +231,17 @@ class _Run:
         self, state: TrainingCheckpoint, eval_metrics: bool, samples: bool
     ) -> dict[str, float] | None:
         """Validation metrics (if `eval_metrics`) and sample strips (if `samples`) of `state`."""
-        sr_images = self.validation.super_resolve(state.generator)
+        if not (eval_metrics or samples):
+            return None
+        try:
+            sr_images = self.validation.super_resolve(state.generator)
+        except ValueError as error:
+            if isinstance(error.__cause__, NonFiniteOutputError):  # diverged: never save it
+                raise NonFiniteLossError(
+                    f"the generator's validation output is NaN or infinite at step {state.step}: "
+                    "training stopped; the last checkpoint (if any) is from before this step and "
+                    "is intact") from error
+            raise
         results = None
         if eval_metrics:
             results = self.validation.evaluate(sr_images)

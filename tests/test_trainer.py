@@ -40,19 +40,21 @@ def compilation_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("jax_cache"))
 
 
-def _start(workdir, compilation_cache: str, *overrides: str) -> subprocess.Popen:
-    """`python -m srgan_jax.main` on the test config, its output in `workdir`.log."""
+def _start(workdir, compilation_cache: str, *overrides: str, devices: int = 8,
+           log: str | None = None) -> subprocess.Popen:
+    """`python -m srgan_jax.main` on the test config with `devices` CPU devices, its output in
+    `log` (default `workdir`.log)."""
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=compilation_cache,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
     command = [sys.executable, "-m", "srgan_jax.main", f"--workdir={workdir}"]
     command += [f"--config={CONFIG_FILE}", *overrides]
-    log = open(f"{workdir}.log", "w")  # noqa: SIM115 (the child owns it until it exits)
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    output = open(log or f"{workdir}.log", "w")  # noqa: SIM115 (the child owns it until it exits)
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def _log_tail(workdir) -> str:
@@ -257,22 +259,13 @@ def _free_port() -> int:
 def _start_two_hosts(workdir, compilation_cache: str) -> list[subprocess.Popen]:
     """The test config as two JAX processes on localhost with 4 CPU devices each (gloo)."""
     port = _free_port()
-    processes = []
-    for process_id in (0, 1):
-        env = dict(
-            os.environ,
-            XLA_FLAGS="--xla_force_host_platform_device_count=4",
-            JAX_PLATFORMS="cpu",
-            JAX_COMPILATION_CACHE_DIR=compilation_cache,
-            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        )
-        command = [sys.executable, "-m", "srgan_jax.main", f"--workdir={workdir}",
-                   f"--config={CONFIG_FILE}", "--config.distributed=True",
-                   f"--config.coordinator_address=localhost:{port}",
-                   "--config.num_processes=2", f"--config.process_id={process_id}"]
-        log = open(f"{workdir}.log" if process_id == 0 else f"{workdir}.host1.log", "w")  # noqa: SIM115
-        processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
-    return processes
+    return [
+        _start(workdir, compilation_cache, "--config.distributed=True",
+               f"--config.coordinator_address=localhost:{port}", "--config.num_processes=2",
+               f"--config.process_id={process_id}", devices=4,
+               log=f"{workdir}.log" if process_id == 0 else f"{workdir}.host1.log")
+        for process_id in (0, 1)
+    ]
 
 
 def test_two_processes_train_resume_and_match_one(reference_run, compilation_cache, tmp_path):

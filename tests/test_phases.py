@@ -39,3 +39,23 @@ def test_gan_phase_starts_from_the_shipped_srresnet():
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     with pytest.raises(FileNotFoundError, match="shipped models"):
         phases.gan_generator_variables(_config("no_such_model"), None)
+
+
+def test_pretrain_phase_trains_a_given_generator_further(tmp_path):
+    variables = random_variables(TINY, seed=5)
+    path = tmp_path / "srresnet.msgpack"
+    model_file.save_model(path, variables, TINY)
+    config = _config("")
+    config.pretrain.steps, config.pretrain.init_from = 10, str(path)
+    generator, discriminator = phases.enter_phase(config, "pretrain", jax.random.key(0), None, None)
+    assert discriminator is None and int(generator.step) == 0
+    loaded = {"params": generator.params, "batch_stats": generator.batch_stats}
+    for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), y)
+    config.pretrain.init_from = ""
+    fresh, _ = phases.enter_phase(config, "pretrain", jax.random.key(0), None, None)
+    assert not all(np.array_equal(np.asarray(x), y) for x, y in
+                   zip(jax.tree.leaves(fresh.params), jax.tree.leaves(variables["params"])))
+    config.model.num_blocks, config.pretrain.init_from = 3, str(path)
+    with pytest.raises(ValueError, match=r"config.pretrain.init_from=.* 2-block"):
+        phases.enter_phase(config, "pretrain", jax.random.key(0), None, None)

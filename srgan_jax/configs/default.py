@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrain.lr_decay_step = placeholder(int)
     config.pretrain.decayed_learning_rate = 1e-5
     config.pretrain.tv_weight = 0.0  # total-variation regulariser (the paper's VGG22 uses 2e-8)
+    # '' starts SRResNet from scratch; a workdir, model file or shipped name (e.g.
+    # 'srresnet_mse_x4') trains that generator further, with a fresh optimizer.
+    config.pretrain.init_from = ""
 
     config.gan = ml_collections.ConfigDict()
     config.gan.steps = 200_000

@@ -3,7 +3,8 @@
 A run is phase 'pretrain' (SRResNet: global steps 0 .. pretrain.steps) followed by phase 'gan'
 (SRGAN: the next gan.steps), either of which may be empty. Entering a phase creates its states
 with fresh optimizers; the GAN phase's generator starts from the pre-trained SRResNet (this run's,
-or `gan.init_from`'s checkpoint), as the paper's SRGAN does.
+or `gan.init_from`'s checkpoint), as the paper's SRGAN does. `pretrain.init_from` likewise
+starts the SRResNet phase from an existing generator, to train it further.
 """
 from __future__ import annotations
 
@@ -70,35 +71,44 @@ def enter_phase(
     previous_generator: TrainState | None,
     bn_axis_name: str | None,
 ) -> tuple[TrainState, TrainState | None]:
-    """States at the start of `phase`: new optimizers, and for the GAN phase a trained G."""
+    """States at the start of `phase`: new optimizers, and the generator it starts from."""
     generator, discriminator = create_states(config, phase, rng, bn_axis_name)
-    if phase == "gan":
-        variables = gan_generator_variables(config, previous_generator)
-        if variables is not None:
-            generator = generator.replace(**variables)
+    variables = initial_generator_variables(config, phase, previous_generator)
+    if variables is not None:
+        generator = generator.replace(**variables)
     return generator, discriminator
 
 
-def gan_generator_variables(
-    config: ml_collections.ConfigDict, previous_generator: TrainState | None
+def initial_generator_variables(
+    config: ml_collections.ConfigDict, phase: str, previous_generator: TrainState | None
 ) -> dict[str, Any] | None:
-    """`{'params', 'batch_stats'}` the GAN phase's generator starts from (None: from scratch).
+    """`{'params', 'batch_stats'}` `phase`'s generator starts from (None: its fresh init).
 
-    That is `config.gan.init_from`'s generator if set (a training workdir, a model file or a
-    shipped model's name, e.g. 'srresnet_mse_x4'), else this run's pre-trained generator if there
-    is one: the paper initialises SRGAN with the trained SRResNet-MSE.
+    That is `config.<phase>.init_from`'s generator if set (a training workdir, a model file or a
+    shipped model's name, e.g. 'srresnet_mse_x4'). Otherwise the GAN phase starts from this run's
+    pre-trained generator if there is one: the paper initialises SRGAN with the trained
+    SRResNet-MSE.
     """
-    if config.gan.init_from:
-        logging.info("GAN phase: generator initialised from %s", config.gan.init_from)
-        return _init_from(config)
+    source = config[phase].get("init_from", "")
+    if source:
+        logging.info("%s phase: generator initialised from %s", phase, source)
+        return _load_generator(config, f"{phase}.init_from", source)
+    if phase == "pretrain":
+        return None
     if previous_generator is not None:
         return {"params": previous_generator.params, "batch_stats": previous_generator.batch_stats}
     logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
     return None
 
 
-def _init_from(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    source = config.gan.init_from
+def gan_generator_variables(
+    config: ml_collections.ConfigDict, previous_generator: TrainState | None
+) -> dict[str, Any] | None:
+    """The GAN phase's starting generator (`initial_generator_variables` of phase 'gan')."""
+    return initial_generator_variables(config, "gan", previous_generator)
+
+
+def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) -> dict[str, Any]:
     if workdirs.workdir_path(source).is_dir():
         return checkpoints.load_generator_variables(source, config)
     from srgan_jax.upscaling import registry  # model files and shipped models
@@ -107,7 +117,7 @@ def _init_from(config: ml_collections.ConfigDict) -> dict[str, Any]:
     expected = models.ModelConfig.from_training_config(config.model)
     if weights.config != expected:
         raise ValueError(
-            f"config.gan.init_from={source!r} is a {weights.config.num_blocks}-block, "
+            f"config.{field}={source!r} is a {weights.config.num_blocks}-block, "
             f"{weights.config.channels}-channel x{weights.config.scale} generator with value "
             f"ranges {weights.config.lr_range}/{weights.config.sr_range}, but config.model asks "
             f"for {expected.num_blocks} blocks, {expected.channels} channels, x{expected.scale}"

@@ -55,7 +55,8 @@ def test_pretrain_phase_trains_a_given_generator_further(tmp_path):
     config.pretrain.init_from = ""
     fresh, _ = phases.enter_phase(config, "pretrain", jax.random.key(0), None, None)
     assert not all(np.array_equal(np.asarray(x), y) for x, y in
-                   zip(jax.tree.leaves(fresh.params), jax.tree.leaves(variables["params"])))
+                   zip(jax.tree.leaves(fresh.params), jax.tree.leaves(variables["params"]),
+                       strict=True))
     config.model.num_blocks, config.pretrain.init_from = 3, str(path)
     with pytest.raises(ValueError, match=r"config.pretrain.init_from=.* 2-block"):
         phases.enter_phase(config, "pretrain", jax.random.key(0), None, None)

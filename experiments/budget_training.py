@@ -1,7 +1,7 @@
 """Trains SRResNet-MSE (then optionally SRGAN-MSE from it) for a fixed wall-clock budget.
 
 The training is the package's own: `srgan_jax.training.trainer.train_and_evaluate` with a config
-from `srgan_jax/configs/` (default `srresnet_mse.py`, overridable with `--config.field=value`), on
+from `srgan_jax/configs/` (default `srgan_mse.py`, overridable with `--config.field=value`), on
 the T91 + BSD200 images of a folder source. When a phase's budget is spent, the script sends itself
 SIGTERM, which the trainer handles as it handles a preemption: it finishes the current step, saves a
 checkpoint and returns. The budget therefore includes compilation and the first step.
@@ -11,6 +11,9 @@ on Set5/Set14/BSD100 (Y channel, 4-pixel border, MATLAB bicubic degradation:
 `srgan_jax.evaluation.evaluate`) next to bicubic. Everything lands in `--workdir`: `srresnet/` and
 `srgan/` (training workdirs, TensorBoard events, samples), `srresnet_mse.msgpack` /
 `srgan_mse.msgpack`, `results.md` (the table with steps, wall time and device) and `results.json`.
+With `--ship_dir` each model is also written there in the shipped format of `srgan_jax/weights/`
+(`srresnet_mse_x4.msgpack` + `.json` metadata + `.md` card with the table), ready to replace the
+shipped models.
 
     python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8
     python experiments/budget_training.py --workdir /tmp/budget --pretrain_minutes 8 \
@@ -28,6 +31,7 @@ import logging as pylogging
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import threading
 import time
@@ -53,7 +57,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output directory (training workdirs, models, results).")
 config_flags.DEFINE_config_file(
     "config",
-    str(REPO / "srgan_jax" / "configs" / "srresnet_mse.py"),
+    str(REPO / "srgan_jax" / "configs" / "srgan_mse.py"),
     "Training config; its data, step counts and GAN init are set by this script.",
     lock_config=False,
 )
@@ -62,6 +66,7 @@ flags.DEFINE_float("pretrain_minutes", 8.0, "Wall-clock budget of the SRResNet-M
 flags.DEFINE_float("gan_minutes", 0.0, "Wall-clock budget of SRGAN (from the SRResNet); 0: none.")
 flags.DEFINE_list("benchmarks", ["Set5", "Set14", "BSD100"], "Evaluation sets in benchmarks/.")
 flags.DEFINE_string("validation_set", "Set5", "Benchmark set the trainer validates on.")
+flags.DEFINE_string("ship_dir", None, "Also write the models here in srgan_jax/weights' format.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -173,6 +178,36 @@ def results_markdown(runs: dict[str, dict], table: str, config: ml_collections.C
     return "\n".join(lines)
 
 
+KINDS = {
+    "srresnet_mse": "SRResNet-MSE (PSNR-oriented: smooth, no synthesised texture)",
+    "srgan_mse": "SRGAN-MSE (adversarial phase from the SRResNet-MSE: synthesised texture)",
+}
+
+
+def ship(ship_dir: pathlib.Path, summary: dict, config: ml_collections.ConfigDict,
+         models: dict[str, pathlib.Path], results_md: str) -> None:
+    """Each model of this run in the shipped format: weights, `registry` metadata and a card."""
+    ship_dir.mkdir(parents=True, exist_ok=True)
+    for run_name, path in models.items():
+        name = f"{run_name}_x{config.model.scale}"
+        run = summary["runs"][run_name]
+        rows = summary["results"][run_name]
+        shutil.copyfile(path, ship_dir / f"{name}.msgpack")
+        (ship_dir / f"{name}.md").write_text(
+            f"# `{name}`: {KINDS[run_name]}\n\nTrained by `experiments/budget_training.py` "
+            f"(`{run_name}` phase) on {summary['device']}.\n\n{results_md}")
+        entry = {
+            "name": name, "file": f"{name}.msgpack", "card": f"{name}.md",
+            "kind": KINDS[run_name], "scale": config.model.scale,
+            "training_data": f"{' + '.join(TRAIN_SETS)}, {run['steps']:,} updates",
+            "recipe": {"script": "experiments/budget_training.py", "batch_size": config.batch_size,
+                       "updates": run["steps"], "learning_rate": run["learning_rate"],
+                       "dtype": config.dtype, "device": summary["device"]},
+            "psnr": {row["dataset"]: round(row["psnr"], 2) for row in rows},
+        }
+        (ship_dir / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+
+
 def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathlib.Path) -> dict:
     """Both budgeted phases, exports and the evaluation; returns what results.json holds."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -205,6 +240,9 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
         },
     }
     (workdir / "results.json").write_text(json.dumps(summary, indent=2))
+    if FLAGS.ship_dir:
+        ship(pathlib.Path(FLAGS.ship_dir), summary, base, models,
+             results_markdown(runs, table, base))
     print(table)
     return summary
 

@@ -148,3 +148,32 @@ def test_inference_benchmark_runs():
     out = _run("inference.py", "--quick", "--sizes", "64x64", "--dtypes", "float32",
                "--modes", "tiled")
     assert "| 64x64 | float32 | tiled |" in out
+
+
+def test_device_run_train_ships_both_models_with_card_and_picture(shared_data, tmp_path):
+    """`device_run.sh train` at its CPU size: SRResNet-MSE then SRGAN-MSE from it, both written in
+    the shipped format (loadable as shipped models), the card's table and the comparison picture."""
+    from srgan_jax.upscaling import model_file, registry
+
+    env = dict(os.environ, QUICK="1", OUT=str(tmp_path), PYTHON=sys.executable,
+               DATA=str(shared_data))
+    result = subprocess.run(["bash", str(BENCHMARKS / "device_run.sh"), "train"], env=env,
+                            capture_output=True, text=True, timeout=2 * TIMEOUT, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    weights = tmp_path / "weights"
+    entries = {p.stem: registry.ShippedModel.from_json(p) for p in weights.glob("*.json")}
+    assert set(entries) == {"srresnet_mse_x2", "srgan_mse_x2"}  # the test config is x2
+    summary = json.loads((tmp_path / "results.json").read_text())
+    for name, entry in entries.items():
+        assert model_file.load_model(weights / entry.file).config.scale == entry.scale == 2
+        run = name.removesuffix("_x2")
+        assert entry.recipe["updates"] == summary["runs"][run]["steps"] > 0
+        assert entry.psnr == {"Set5": round(summary["results"][run][0]["psnr"], 2)}
+        assert f"| {entry.psnr['Set5']:.2f} |" in (weights / entry.card).read_text()
+    card = json.loads((tmp_path / "card.json").read_text())["Set5"]
+    assert list(card) == ["bicubic", "srresnet_mse_x2", "srgan_mse_x2", "HR"]
+    assert card["srresnet_mse_x2"]["psnr"] == pytest.approx(
+        summary["results"]["srresnet_mse"][0]["psnr"], abs=1e-6)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "comparison.png").size == (4 * 64 + 3 * 4, 64)

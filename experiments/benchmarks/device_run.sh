@@ -18,9 +18,12 @@
 #
 #   run(command="bash experiments/benchmarks/device_run.sh", carry=[".device"], timeout_s=600)
 #
+# `train` trains SRResNet-MSE (70 % of TRAIN_MINUTES) then SRGAN-MSE from it (30 %), writes both in
+# the shipped format to $OUT/weights (copy them into srgan_jax/weights/ to ship them), and the model
+# card's table and picture to $OUT/card.md and $OUT/comparison.png.
 # `bench` or `train` as the argument runs one half (train then uses TRAIN_MINUTES). Environment:
 #   TOTAL_SECONDS   the whole run's target length for `all` (default 560)
-#   TRAIN_MINUTES   SRResNet training budget of `train`, compilation included (default 6.5)
+#   TRAIN_MINUTES   training budget of `train`, both phases, compilation included (default 6.5)
 #   TRAIN_DTYPE     compute dtype of the budget training (default bfloat16)
 #   QUICK=1         tiny sizes everywhere: proves the script on a CPU in a few minutes
 #   PYTHON          interpreter with jax (default python3; on the GPU machine it also has torch)
@@ -108,21 +111,36 @@ bench() {
 }
 
 train() {
-  local config=srgan_jax/configs/srresnet_mse.py minutes=$TRAIN_MINUTES workers=12
-  local extra=(--config.dtype="$TRAIN_DTYPE") benchmarks=Set5,Set14,BSD100
+  local config=srgan_jax/configs/srgan_mse.py workers=12 crops=(--crop Set14/comic.png:80,20
+    --crop Set14/baboon.png:200,180 --crop BSD100/148026.png:150,200)
+  local extra=(--config.dtype="$TRAIN_DTYPE") benchmarks=Set5,Set14,BSD100 sets=Set5,Set14,BSD100
+  # 70 % of the budget to SRResNet-MSE, the rest to SRGAN-MSE started from it
+  local pretrain gan
+  pretrain=$(awk -v m="$TRAIN_MINUTES" 'BEGIN { print 0.7 * m }')
+  gan=$(awk -v m="$TRAIN_MINUTES" 'BEGIN { print 0.3 * m }')
   if [[ $QUICK == 1 ]]; then
-    config=srgan_jax/configs/test.py; minutes=0.3; workers=1; benchmarks=Set5
+    config=srgan_jax/configs/test.py; pretrain=0.3; gan=0.2; workers=1; benchmarks=Set5
+    sets=Set5; crops=(--crop Set5/baby.png:100,100 --crop_size 32)
   fi
-  log "budget training: $minutes min of SRResNet-MSE ($config, $TRAIN_DTYPE)"
+  log "budget training: $pretrain min of SRResNet-MSE, then $gan min of SRGAN-MSE ($config, $TRAIN_DTYPE)"
   local workdir=/tmp/srgan_budget
   rm -rf "$workdir"
   "$PYTHON" experiments/budget_training.py --workdir "$workdir" --config "$config" \
-    --data_dir "$DATA" --pretrain_minutes "$minutes" --benchmarks "$benchmarks" \
+    --data_dir "$DATA" --pretrain_minutes "$pretrain" --gan_minutes "$gan" \
+    --benchmarks "$benchmarks" --ship_dir "$OUT/weights" \
     --config.data.num_workers="$workers" --config.data.prefetch=4 --config.log_every=500 \
     --config.eval_every=1000000000 --config.sample_every=1000000000 \
     --config.checkpoint_every=1000000000 "${extra[@]}" 2>&1 | tee "$OUT/train.log"
-  cp "$workdir"/results.md "$workdir"/results.json "$workdir"/srresnet_mse.msgpack "$OUT/" \
-    || log "budget training wrote no results"
+  cp "$workdir"/results.md "$workdir"/results.json "$OUT/" || log "budget training wrote no results"
+  # The card's table with texture and grid energy, and the bicubic | SRResNet | SRGAN | HR picture
+  local scale models=()
+  for json in "$OUT"/weights/srresnet_mse_x*.json "$OUT"/weights/srgan_mse_x*.json; do
+    [[ -f $json ]] && models+=(--model "$(basename "$json" .json)=${json%.json}.msgpack")
+  done
+  scale=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['scale'])" "$json")
+  "$PYTHON" experiments/model_card.py "${models[@]}" --data_dir "$DATA/benchmarks" --sets "$sets" \
+    --scale "$scale" "${crops[@]}" --picture "$OUT/comparison.png" --json "$OUT/card.json" \
+    | tee "$OUT/card.md" || log "model card failed"
 }
 
 install_wheels

@@ -4,8 +4,8 @@ For each benchmark folder, every method (MATLAB bicubic and each `--model`) upsc
 LR (MATLAB bicubic x4 of the HR image) as `srgan-jax evaluate` does; the table gives its mean
 Y-channel PSNR/SSIM (4-pixel border) and its mean texture energy
 (`srgan_jax.evaluation.texture`): high-frequency energy above the LR Nyquist limit relative to
-HR's (HR = 1.00; a 4-pixel-periodic grid removed first) and, apart, the energy of the exactly
-4-pixel-periodic component (a sub-pixel checkerboard; HR has almost none).
+HR's (HR = 1.00; a 4-pixel-periodic grid removed first) and, apart, the power of the exactly
+4-pixel-periodic component in grey levels^2 (a sub-pixel checkerboard; HR's own is the floor).
 
 The picture: for each `--crop SET/IMAGE:Y,X` one row of the same HR region from every method and
 the HR image (bicubic | models... | HR), each panel enlarged 2x by pixel repetition, so that the
@@ -92,13 +92,13 @@ def comparison_picture(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["| dataset | method | PSNR (dB) | SSIM | texture / HR | 4-px grid / HR texture |",
+    lines = ["| dataset | method | PSNR (dB) | SSIM | texture / HR | 4-px grid power |",
              "|---|---|---|---|---|---|"]
     for dataset, methods in results.items():
         for method, r in methods.items():
             quality = ("- | -" if method == "HR" else f"{r['psnr']:.2f} | {r['ssim']:.4f}")
             lines.append(f"| {dataset} ({r['images']}) | {method} | {quality} | "
-                         f"{r['texture']:.3f} | {r['grid']:.4f} |")
+                         f"{r['texture']:.3f} | {r['grid']:.3f} |")
     return "\n".join(lines)
 
 

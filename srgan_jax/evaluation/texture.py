@@ -14,7 +14,10 @@ the protocol's border cropped:
   images have almost none. It is removed before the high-frequency energy is measured, so a
   grid cannot pass for texture.
 
-`texture_energy` reports both for an output relative to its HR image's high-frequency energy.
+`texture_energy` reports an output's high-frequency energy relative to its HR image's, and its
+grid power in grey levels squared (compare it with the HR image's own, which JPEG blocking and
+fabric patterns can make non-zero). The grid measure sees a checkerboard that keeps its sign
+over the image; it is a lower bound where the pattern's phase varies with the content.
 """
 from __future__ import annotations
 
@@ -77,15 +80,15 @@ def without_grid(y: np.ndarray, period: int = GRID_PERIOD) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class TextureEnergy:
-    """An output's energies relative to the HR image's high-frequency energy (HR: 1.0)."""
+    """An output's texture (relative to its HR image's: HR = 1.0) and its grid power."""
 
-    high_frequency: float  # above the LR Nyquist limit, the periodic grid removed first
-    grid: float  # the exactly 4-pixel-periodic component alone
+    high_frequency: float  # above the LR Nyquist limit, the periodic grid removed first; / HR's
+    grid: float  # power of the exactly 4-pixel-periodic component, grey levels^2 (0..255 Y)
 
 
 def texture_energy(sr: np.ndarray, hr: np.ndarray, scale: int, border: int | None = None
                    ) -> TextureEnergy:
-    """`sr`'s texture and grid energy relative to `hr`'s high-frequency energy (Y channel)."""
+    """`sr`'s texture energy relative to `hr`'s, and its grid power (Y channel)."""
     if np.shape(sr) != np.shape(hr):
         raise ValueError(f"SR and HR shapes differ: {np.shape(sr)} vs {np.shape(hr)}")
     border = scale if border is None else border
@@ -95,5 +98,5 @@ def texture_energy(sr: np.ndarray, hr: np.ndarray, scale: int, border: int | Non
         raise ValueError("the HR image has no detail above the LR Nyquist limit to compare with")
     return TextureEnergy(
         high_frequency=high_frequency_energy(without_grid(y_sr), scale) / reference,
-        grid=grid_energy(y_sr) / reference,
+        grid=grid_energy(y_sr),
     )

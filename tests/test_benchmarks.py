@@ -26,6 +26,7 @@ TIMEOUT = 600
 def _load(path: pathlib.Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses (flax modules) look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -177,3 +178,33 @@ def test_device_run_train_ships_both_models_with_card_and_picture(shared_data, t
     from PIL import Image
 
     assert Image.open(tmp_path / "comparison.png").size == (4 * 64 + 3 * 4, 64)
+
+
+def test_plain_flax_step_is_the_same_model_and_runs():
+    """The plain-Flax baseline has exactly our generator's and discriminator's parameter counts,
+    and its two steps run and report a time."""
+    import jax
+    import jax.numpy as jnp
+
+    from srgan_jax.models import Discriminator, ModelConfig
+
+    plain = _load(BENCHMARKS / "plain_flax_step.py", "plain_flax_step")
+    count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
+    lr, hr = jnp.zeros((1, 24, 24, 3)), jnp.zeros((1, 96, 96, 3))
+    ours_g = ModelConfig(num_blocks=16, channels=64, scale=4).generator()
+    assert count(jax.eval_shape(lambda: plain.Generator().init(jax.random.key(0), lr, False))) \
+        == count(jax.eval_shape(lambda: ours_g.init(jax.random.key(0), lr, train=False)))
+    assert count(jax.eval_shape(lambda: plain.Discriminator().init(jax.random.key(0), hr, False))) \
+        == count(jax.eval_shape(lambda: Discriminator().init(jax.random.key(0), hr, train=False)))
+    row = plain.measure("pretrain", batch=2, crop=32, blocks=1, warmup=1, iters=1)
+    assert row["ms_per_step"] > 0 and row["loss"] > 0
+
+
+def test_side_by_side_table():
+    side = _load(BENCHMARKS / "cpu_side_by_side.py", "cpu_side_by_side")
+    results = {"ours": [{"pretrain": 100.0}, {"pretrain": 120.0}, {"pretrain": 90.0}],
+               "pytorch eager fp32": [{"pretrain": 200.0}] * 3}
+    table = side.table(results, [1.0, 1.5])
+    assert "| ours | pretrain | 100 | 90-120 | 3 | 2.00x |" in table
+    assert "| pytorch eager fp32 | pretrain | 200 | 200-200 | 3 | 1.00x |" in table
+    assert "1.00-1.50" in table

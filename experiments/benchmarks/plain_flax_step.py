@@ -2,7 +2,7 @@
 
 The same networks and losses as `srgan_jax` (the paper's generator, discriminator and VGG19 to
 conv5_4 on random weights; pixel MSE, VGG54/12.75 + 1e-3 * -log D(G(x)), Adam), but built only
-from stock `flax.linen` layers (`nn.Conv`, `nn.BatchNorm`, `nn.PReLU`) under one `jax.jit`, with
+from stock `flax.linen` layers (`nn.Conv`, `nn.BatchNorm`, `nn.Dense`) under one `jax.jit`, with
 none of srgan_jax's changes (no CPU filter-gradient convolution, no donated states). It exists to
 show what our step gains over plain JAX on the same machine, next to the PyTorch peer
 (`../shared/peer/torch_srgan_ref.py`); it is a speed reference, never trained for quality.
@@ -30,6 +30,15 @@ VGG54_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512,
                   512, 512, 512, 512)  # conv5_4, before its ReLU
 
 
+class PReLU(nn.Module):
+    """The paper's PReLU: one learned slope per channel, starting at 0.25."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        slope = self.param("slope", nn.initializers.constant(0.25), (x.shape[-1],))
+        return jnp.where(x >= 0, x, slope * x)
+
+
 class Generator(nn.Module):
     blocks: int = 16
     channels: int = 64
@@ -37,17 +46,17 @@ class Generator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)  # noqa: E731
-        x = nn.PReLU()(nn.Conv(self.channels, (9, 9))(x))
+        x = PReLU()(nn.Conv(self.channels, (9, 9))(x))
         skip = x
         for _ in range(self.blocks):
-            y = nn.PReLU()(bn()(nn.Conv(self.channels, (3, 3), use_bias=False)(x)))
+            y = PReLU()(bn()(nn.Conv(self.channels, (3, 3), use_bias=False)(x)))
             x = x + bn()(nn.Conv(self.channels, (3, 3), use_bias=False)(y))
         x = bn()(nn.Conv(self.channels, (3, 3), use_bias=False)(x)) + skip
         for _ in range(2):
             x = nn.Conv(self.channels * 4, (3, 3))(x)
             n, h, w, c = x.shape
             x = x.reshape(n, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5)
-            x = nn.PReLU()(x.reshape(n, 2 * h, 2 * w, c // 4))
+            x = PReLU()(x.reshape(n, 2 * h, 2 * w, c // 4))
         return nn.Conv(3, (9, 9))(x)
 
 

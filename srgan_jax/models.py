@@ -19,8 +19,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from srgan_jax.convolution import conv_general_dilated
-
 Dtype = Any
 
 BN_MOMENTUM = 0.9  # running-average decay, the same as PyTorch's momentum=0.1
@@ -91,10 +89,8 @@ def batch_norm(
 
 
 def _conv_factory(dtype: Dtype, param_dtype: Dtype) -> Callable[..., nn.Module]:
-    """`nn.Conv` with the filter gradient that is fast on XLA:CPU (`srgan_jax.convolution`)."""
-    return functools.partial(
-        nn.Conv, dtype=dtype, param_dtype=param_dtype, conv_general_dilated=conv_general_dilated
-    )
+    """`nn.Conv` computing in `dtype` with parameters in `param_dtype`."""
+    return functools.partial(nn.Conv, dtype=dtype, param_dtype=param_dtype)
 
 
 class PReLU(nn.Module):

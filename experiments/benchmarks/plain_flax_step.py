@@ -3,9 +3,10 @@
 The same networks and losses as `srgan_jax` (the paper's generator, discriminator and VGG19 to
 conv5_4 on random weights; pixel MSE, VGG54/12.75 + 1e-3 * -log D(G(x)), Adam), but built only
 from stock `flax.linen` layers (`nn.Conv`, `nn.BatchNorm`, `nn.Dense`) under one `jax.jit`, with
-none of srgan_jax's changes (no CPU filter-gradient convolution, no donated states). It exists to
-show what our step gains over plain JAX on the same machine, next to the PyTorch peer
-(`../shared/peer/torch_srgan_ref.py`); it is a speed reference, never trained for quality.
+none of srgan_jax's machinery (no uint8 batches converted in the step, no donated states, no
+per-step metrics, no parallel driver). It exists to show what our step costs or gains over plain
+JAX on the same machine, next to the PyTorch peer (`../shared/peer/torch_srgan_ref.py`); it is a
+speed reference, never trained for quality.
 
 Timing as `train_step.py`: one compiling call, --warmup steps, then --iters steps back to back
 and one wait. Prints one JSON line per step kind.

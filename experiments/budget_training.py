@@ -229,7 +229,8 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
     benchmark_dirs = [data_dir / "benchmarks" / name for name in FLAGS.benchmarks]
     results = evaluate_models(models, benchmark_dirs, base.model.scale)
     table = evaluate.markdown_table(results)
-    (workdir / "results.md").write_text(results_markdown(runs, table, base))
+    report = results_markdown(runs, table, base)
+    (workdir / "results.md").write_text(report)
     summary = {
         "device": describe_device(),
         "jax": jax.__version__,
@@ -241,8 +242,7 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
     }
     (workdir / "results.json").write_text(json.dumps(summary, indent=2))
     if FLAGS.ship_dir:
-        ship(pathlib.Path(FLAGS.ship_dir), summary, base, models,
-             results_markdown(runs, table, base))
+        ship(pathlib.Path(FLAGS.ship_dir), summary, base, models, report)
     print(table)
     return summary
 

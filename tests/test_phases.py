@@ -23,22 +23,22 @@ def test_gan_phase_starts_from_a_model_file(tmp_path):
     variables = random_variables(TINY, seed=3)
     path = tmp_path / "srresnet.msgpack"
     model_file.save_model(path, variables, TINY)
-    loaded = phases.gan_generator_variables(_config(str(path)), previous_generator=None)
+    loaded = phases.initial_generator_variables(_config(str(path)), "gan", previous_generator=None)
     for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(variables), strict=True):
         np.testing.assert_array_equal(np.asarray(x), y)
     with pytest.raises(ValueError, match=r"config.gan.init_from=.* 2-block.*asks for 3 blocks"):
-        phases.gan_generator_variables(_config(str(path), num_blocks=3), None)
+        phases.initial_generator_variables(_config(str(path), num_blocks=3), "gan", None)
 
 
 def test_gan_phase_starts_from_the_shipped_srresnet():
     config = _config(registry.DEFAULT_MODEL)
     config.model.num_blocks, config.model.channels = 16, 64
-    loaded = phases.gan_generator_variables(config, previous_generator=None)
+    loaded = phases.initial_generator_variables(config, "gan", previous_generator=None)
     shipped = registry.load_weights(registry.DEFAULT_MODEL).variables
     for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(shipped), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     with pytest.raises(FileNotFoundError, match="shipped models"):
-        phases.gan_generator_variables(_config("no_such_model"), None)
+        phases.initial_generator_variables(_config("no_such_model"), "gan", None)
 
 
 def test_pretrain_phase_trains_a_given_generator_further(tmp_path):

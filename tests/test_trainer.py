@@ -316,7 +316,7 @@ def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
     config = test_config.get_config()
     config.pretrain.steps = 0
     config.gan.init_from = reference_run
-    variables = trainer.gan_generator_variables(config, previous_generator=None)
+    variables = trainer.initial_generator_variables(config, "gan", previous_generator=None)
     final = _final_states(reference_run).generator
     expected = {"params": final.params, "batch_stats": final.batch_stats}
     for x, y in zip(jax.tree.leaves(variables), jax.tree.leaves(expected), strict=True):
@@ -324,7 +324,7 @@ def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
 
     config.model.channels = 16
     with pytest.raises(checkpoints.CheckpointMismatchError, match="model.channels=8"):
-        trainer.gan_generator_variables(config, previous_generator=None)
+        trainer.initial_generator_variables(config, "gan", previous_generator=None)
     config.pretrain.steps = 10
     with pytest.raises(ValueError, match="config.pretrain.steps=0"):
         trainer.train_and_evaluate(config, "unused")

@@ -101,13 +101,6 @@ def initial_generator_variables(
     return None
 
 
-def gan_generator_variables(
-    config: ml_collections.ConfigDict, previous_generator: TrainState | None
-) -> dict[str, Any] | None:
-    """The GAN phase's starting generator (`initial_generator_variables` of phase 'gan')."""
-    return initial_generator_variables(config, "gan", previous_generator)
-
-
 def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) -> dict[str, Any]:
     if workdirs.workdir_path(source).is_dir():
         return checkpoints.load_generator_variables(source, config)

@@ -97,6 +97,71 @@ def test_discriminator_logits_and_size_error():
         model.apply(variables, jnp.zeros((5, 48, 48, 3)))
 
 
+def numpy_binomial_blur(x: np.ndarray) -> np.ndarray:
+    """A direct float64 3x3 convolution with [1,2,1]^T [1,2,1] / 16, reflect-padded."""
+    kernel = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    h, w = x.shape[1:3]
+    return sum(kernel[i, j] * padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 7, 3), (1, 2, 2, 5), (3, 16, 16, 1)])
+def test_binomial_blur_against_numpy(shape):
+    x = np.random.default_rng(0).normal(size=shape)
+    out = models.binomial_blur(jnp.asarray(x, jnp.float32))
+    assert out.shape == shape
+    np.testing.assert_allclose(np.asarray(out), numpy_binomial_blur(x), atol=1e-6)
+
+
+def test_binomial_blur_removes_the_checkerboard_a_stride_2_conv_aliases():
+    h, w = np.indices((12, 10))
+    checker = ((-1.0) ** (h + w))[None, :, :, None]
+    np.testing.assert_allclose(np.asarray(models.binomial_blur(jnp.asarray(checker))), 0,
+                               atol=1e-6)
+
+
+def convolution_calls(model, variables, images):
+    """(strides, input, output) of every convolution `model` applies, in order."""
+    calls = []
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if isinstance(context.module, nn.Conv) and context.method_name == "__call__":
+            strides = context.module.strides
+            calls.append((strides if isinstance(strides, tuple) else (strides, strides), args[0],
+                          out))
+        return out
+
+    with nn.intercept_methods(record):
+        model.apply(variables, images)
+    return calls
+
+
+def test_antialiased_discriminator_blurs_exactly_before_each_stride_2_convolution():
+    size, shape = 32, (2, 32, 32, 3)
+    stock = models.Discriminator(input_size=size)
+    smooth = models.Discriminator(input_size=size, antialias=True)
+    variables = init(stock, shape)
+    assert jax.tree.map(jnp.shape, init(smooth, shape)) == jax.tree.map(jnp.shape, variables)
+    images = jax.random.normal(jax.random.key(1), shape)
+    assert not np.allclose(smooth.apply(variables, images), stock.apply(variables, images))
+
+    calls = convolution_calls(smooth, variables, images)
+    assert [strides for strides, _, _ in calls] == [(1, 1)] + [
+        (stride, stride) for _, stride in models.DISCRIMINATOR_BLOCKS]
+    first_activation = np.asarray(nn.leaky_relu(calls[0][2], models.LEAKY_SLOPE))
+    np.testing.assert_allclose(np.asarray(calls[1][1]), numpy_binomial_blur(first_activation),
+                               atol=1e-5)
+    stock_calls = convolution_calls(stock, variables, images)
+    np.testing.assert_allclose(np.asarray(stock_calls[1][1]), first_activation, atol=1e-6)
+    # Stride-1 convolutions read the previous activation unblurred: their input keeps the
+    # Nyquist (checkerboard) content the blur would remove.
+    for strides, inputs, _ in calls[2::2]:
+        assert strides == (1, 1)
+        blurred = numpy_binomial_blur(np.asarray(inputs))
+        assert np.abs(np.asarray(inputs) - blurred).max() > 1e-3
+
+
 def numpy_depth_to_space(x: np.ndarray, r: int) -> np.ndarray:
     n, h, w, ch = x.shape
     c = ch // (r * r)

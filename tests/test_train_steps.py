@@ -379,6 +379,17 @@ def test_config_dtype_is_the_compute_dtype():
     assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
+@pytest.mark.parametrize("antialias", [False, True])
+def test_discriminator_state_follows_the_antialias_setting(antialias):
+    config = make_config(**{"gan.discriminator_antialias": antialias})
+    state = train_state.create_discriminator_state(config, jax.random.PRNGKey(0))
+    assert state.apply_fn.__self__.antialias is antialias
+    # Configs written before the setting existed get the paper's discriminator.
+    del config.gan.discriminator_antialias
+    state = train_state.create_discriminator_state(config, jax.random.PRNGKey(0))
+    assert state.apply_fn.__self__.antialias is False
+
+
 def test_adam_uses_the_configured_betas_and_eps():
     config = make_config(optimizer_name="adam", **{"optim.b1": 0.5, "optim.eps": 1e-3})
     tx = train_state.make_optimizer(config, "pretrain")

@@ -152,7 +152,9 @@ def create_discriminator_state(
 ) -> TrainState:
     """The discriminator for `config.crop_size` HR crops, with the GAN phase's optimizer."""
     size = config.crop_size
-    model = Discriminator(input_size=size, dtype=compute_dtype(config), bn_axis_name=bn_axis_name)
+    antialias = config.gan.get("discriminator_antialias", False)
+    model = Discriminator(input_size=size, antialias=antialias, dtype=compute_dtype(config),
+                          bn_axis_name=bn_axis_name)
     return _create_state(model, rng, jnp.zeros((1, size, size, 3)), make_optimizer(config, "gan"))
 
 

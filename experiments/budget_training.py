@@ -192,6 +192,9 @@ def ship(ship_dir: pathlib.Path, summary: dict, config: ml_collections.ConfigDic
         name = f"{run_name}_x{config.model.scale}"
         run = summary["runs"][run_name]
         rows = summary["results"][run_name]
+        discriminator = {} if run_name == "srresnet_mse" else {
+            "adversarial_weight": config.gan.adversarial_weight,
+            "discriminator_antialias": config.gan.discriminator_antialias}
         shutil.copyfile(path, ship_dir / f"{name}.msgpack")
         (ship_dir / f"{name}.md").write_text(
             f"# `{name}`: {KINDS[run_name]}\n\nTrained by `experiments/budget_training.py` "
@@ -202,7 +205,7 @@ def ship(ship_dir: pathlib.Path, summary: dict, config: ml_collections.ConfigDic
             "training_data": f"{' + '.join(TRAIN_SETS)}, {run['steps']:,} updates",
             "recipe": {"script": "experiments/budget_training.py", "batch_size": config.batch_size,
                        "updates": run["steps"], "learning_rate": run["learning_rate"],
-                       "dtype": config.dtype, "device": summary["device"]},
+                       "dtype": config.dtype, "device": summary["device"], **discriminator},
             "psnr": {row["dataset"]: round(row["psnr"], 2) for row in rows},
         }
         (ship_dir / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")

@@ -171,6 +171,9 @@ def test_device_run_train_ships_both_models_with_card_and_picture(shared_data, t
         assert entry.recipe["updates"] == summary["runs"][run]["steps"] > 0
         assert entry.psnr == {"Set5": round(summary["results"][run][0]["psnr"], 2)}
         assert f"| {entry.psnr['Set5']:.2f} |" in (weights / entry.card).read_text()
+    # The GAN phase ran with the antialiased D, and its metadata says so.
+    assert entries["srgan_mse_x2"].recipe["discriminator_antialias"] is True
+    assert "discriminator_antialias" not in entries["srresnet_mse_x2"].recipe
     card = json.loads((tmp_path / "card.json").read_text())["Set5"]
     assert list(card) == ["bicubic", "srresnet_mse_x2", "srgan_mse_x2", "HR"]
     assert card["srresnet_mse_x2"]["psnr"] == pytest.approx(

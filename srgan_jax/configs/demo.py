@@ -1,6 +1,7 @@
 """The offline demo: the adversarial phase on real photographs, in a few minutes on a laptop CPU.
 
-SRGAN-MSE (the paper's generator and discriminator, the pixel-MSE content loss plus 1e-3 x the
+SRGAN-MSE (the paper's generator, its discriminator with a blur before each stride-2
+convolution as the shipped `srgan_mse_x4` was trained, the pixel-MSE content loss plus 1e-3 x the
 adversarial loss) starts from the shipped SRResNet (`srresnet_mse_x4`), as the paper's SRGAN starts
 from its trained SRResNet, and trains briefly on 96x96 crops of three public-domain/CC0 photographs
 shipped in the package (`srgan_jax/data/photos/train`). Validation and sample strips use two other
@@ -33,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.content_loss = "mse"
     config.gan.learning_rate = 1e-4
     config.gan.lr_boundaries = config.gan.lr_values = ()
+    config.gan.discriminator_antialias = True  # as the shipped SRGAN: no 4x4 grid
 
     config.data.source = "folder"
     config.data.train_dirs = [os.path.join(PHOTOS, "train")]

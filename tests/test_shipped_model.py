@@ -1,5 +1,5 @@
-"""The generator shipped in srgan_jax/weights/: installed, loadable, the default of `upscale`, and
-as good on Set5 as its model card says."""
+"""The generators shipped in srgan_jax/weights/: installed, loadable, the default model the default
+of `upscale`, and each as good on Set5 as its model card says."""
 from __future__ import annotations
 
 import re
@@ -12,14 +12,13 @@ import srgan_jax
 from srgan_jax.evaluation import evaluate
 from srgan_jax.upscaling import model_file, registry, upscale_cli
 
-MODEL_CARD = registry.WEIGHTS_DIR / "MODEL_CARD.md"
 
-
-def card_row(dataset: str) -> dict[str, float]:
-    """The model card's measured row for `dataset`: bicubic and model PSNR/SSIM."""
+def card_row(name: str, dataset: str) -> dict[str, float]:
+    """Shipped model `name`'s card, its measured row for `dataset`: bicubic and model PSNR/SSIM."""
+    card = registry.WEIGHTS_DIR / registry.shipped_models()[name].card
     pattern = rf"^\| {dataset} \| \d+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$"
-    match = re.search(pattern, MODEL_CARD.read_text(), flags=re.MULTILINE)
-    assert match, f"no {dataset} row in {MODEL_CARD}"
+    match = re.search(pattern, card.read_text(), flags=re.MULTILINE)
+    assert match, f"no {dataset} row in {card}"
     names = ("bicubic_psnr", "bicubic_ssim", "psnr", "ssim")
     return dict(zip(names, map(float, match.groups()), strict=True))
 
@@ -45,10 +44,11 @@ def test_cli_upscales_without_a_model_argument(tmp_path):
     assert Image.open(tmp_path / "out" / "photo_x4.png").size == (44, 36)
 
 
-def test_set5_matches_the_model_card_and_beats_bicubic(shared_data):
-    upscaler = evaluate.gray_via_rgb(srgan_jax.load_generator())
+@pytest.mark.parametrize("name", list(registry.shipped_models()))
+def test_set5_matches_the_model_card_and_beats_bicubic(shared_data, name):
+    upscaler = evaluate.gray_via_rgb(srgan_jax.load_generator(name))
     measured = evaluate.evaluate_folder(shared_data / "benchmarks" / "Set5", upscaler, scale=4)
-    card = card_row("Set5")
+    card = card_row(name, "Set5")
     assert measured["psnr"] == pytest.approx(card["psnr"], abs=0.01)
     assert measured["ssim"] == pytest.approx(card["ssim"], abs=1e-4)
     assert measured["psnr"] > card["bicubic_psnr"] + 0.5

@@ -186,9 +186,10 @@ class Discriminator(nn.Module):
     6x6x512 feature map). Other sizes get an error naming the expected one.
 
     `antialias=True` (not in the paper; Zhang 2019, "Making Convolutional Networks Shift-Invariant
-    Again") blurs before each stride-2 convolution. The stock D's strided convolutions are blind
-    to, and their gradient feeds back, patterns at the generator's 4-pixel sub-pixel period: the
-    adversarial loss then grows a 4x4 grid over SR images (RESULTS.md). Same parameters either way.
+    Again") blurs before each stride-2 convolution, removing their aliasing (the gradient a
+    strided convolution sends back repeats with its stride). From our SRResNet, the adversarial
+    phase then grew its 4x4 grid over SR images later and weaker than with the stock D
+    (experiments/benchmarks/RESULTS.md). Same parameters either way.
     """
 
     input_size: int = 96

@@ -77,8 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.lr_decay_step = placeholder(int)
     config.gan.decayed_learning_rate = 1e-5
     config.gan.tv_weight = 0.0
-    # True blurs ([1,2,1]^2/16) before each stride-2 convolution of D (not in the paper): keeps
-    # the adversarial loss from growing a 4x4 grid over SR images (models.Discriminator).
+    # True blurs ([1,2,1]^2/16) before each stride-2 convolution of D (not in the paper): delays
+    # the 4x4 grid the adversarial loss grows over SR images (models.Discriminator).
     config.gan.discriminator_antialias = False
     # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
     # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.

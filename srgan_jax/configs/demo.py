@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.content_loss = "mse"
     config.gan.learning_rate = 1e-4
     config.gan.lr_boundaries = config.gan.lr_values = ()
-    config.gan.discriminator_antialias = True  # as the shipped SRGAN: no 4x4 grid
+    config.gan.discriminator_antialias = True  # as the shipped SRGAN was trained
 
     config.data.source = "folder"
     config.data.train_dirs = [os.path.join(PHOTOS, "train")]

@@ -27,7 +27,7 @@ from tensorboard.compat.proto import event_pb2
 from srgan_jax import vgg
 from srgan_jax.configs import test as test_config
 from srgan_jax.data import demo_data
-from srgan_jax.training import checkpoints, trainer
+from srgan_jax.training import checkpoints, phases, trainer
 
 CONFIG_FILE = test_config.__file__
 CONFIG = test_config.get_config()
@@ -316,7 +316,7 @@ def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
     config = test_config.get_config()
     config.pretrain.steps = 0
     config.gan.init_from = reference_run
-    variables = trainer.initial_generator_variables(config, "gan", previous_generator=None)
+    variables = phases.initial_generator_variables(config, "gan", previous_generator=None)
     final = _final_states(reference_run).generator
     expected = {"params": final.params, "batch_stats": final.batch_stats}
     for x, y in zip(jax.tree.leaves(variables), jax.tree.leaves(expected), strict=True):
@@ -324,7 +324,7 @@ def test_gan_phase_starts_from_an_srresnet_checkpoint(reference_run):
 
     config.model.channels = 16
     with pytest.raises(checkpoints.CheckpointMismatchError, match="model.channels=8"):
-        trainer.initial_generator_variables(config, "gan", previous_generator=None)
+        phases.initial_generator_variables(config, "gan", previous_generator=None)
     config.pretrain.steps = 10
     with pytest.raises(ValueError, match="config.pretrain.steps=0"):
         trainer.train_and_evaluate(config, "unused")

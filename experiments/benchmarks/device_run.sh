@@ -114,7 +114,8 @@ bench() {
 train() {
   local config=srgan_jax/configs/srgan_mse.py workers=12 crops=(--crop Set14/comic.png:80,20
     --crop Set14/baboon.png:200,180 --crop BSD100/148026.png:150,200)
-  # The antialiased D: the stock one grows a 4x4 grid over SR images (RESULTS.md)
+  # The antialiased D: the stock one grows a 4x4 grid within a few hundred updates, this one
+  # later (RESULTS.md)
   local extra=(--config.dtype="$TRAIN_DTYPE" --config.gan.discriminator_antialias=True)
   local benchmarks=Set5,Set14,BSD100 sets=Set5,Set14,BSD100
   # 70 % of the budget to SRResNet-MSE, the rest to SRGAN-MSE started from it

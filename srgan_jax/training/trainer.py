@@ -47,7 +47,6 @@ from srgan_jax.upscaling.inference import NonFiniteOutputError
 
 # The names the loop's pieces had before they moved to their own modules.
 abstract_states = phases.abstract_states
-initial_generator_variables = phases.initial_generator_variables
 phase_spans = phases.phase_spans
 StopRequest = run_control.StopRequest
 MetricsLog = metrics_log.MetricsLog

@@ -88,6 +88,12 @@ def _measured_planes(image: np.ndarray, border: int, y_channel: bool) -> np.ndar
     return planes
 
 
+def y_plane(image: np.ndarray, border: int = 0) -> np.ndarray:
+    """The float64 plane (0..255) the metrics measure: BT.601 Y of RGB, or the gray values,
+    `border` pixels cropped at each side."""
+    return _measured_planes(image, border, y_channel=True)[0]
+
+
 def _check_shapes(sr: np.ndarray, hr: np.ndarray) -> None:
     if np.shape(sr) != np.shape(hr):
         raise ValueError(f"SR and HR shapes differ: {np.shape(sr)} vs {np.shape(hr)}")

@@ -1,9 +1,9 @@
 """How much fine detail an upscaler adds, with a fixed sub-pixel grid counted apart from texture.
 
-PSNR rewards smooth outputs; SRGAN's point is texture, which no offline no-reference metric
-shipped with our dependencies measures (NIQE/BRISQUE need model files that are downloaded). What
-can be measured honestly against the HR image is energy, on the Y channel (BT.601, 0..255) with
-the protocol's border cropped:
+PSNR rewards smooth outputs; SRGAN's point is texture. NIQE (`niqe`) says how natural an output
+looks without a reference; this module says, against the HR image, how much detail an output has
+and how much of it is a fixed grid: energy on the Y channel (BT.601, 0..255) with the protocol's
+border cropped:
 
 - `high_frequency_energy`: mean power per pixel above the LR image's Nyquist frequency (a
   spatial frequency above 1/(2*scale) cycles per pixel along x or y), i.e. detail the LR input
@@ -28,18 +28,6 @@ import numpy as np
 from srgan_jax import metrics
 
 GRID_PERIOD = 4
-
-
-def luma(image: np.ndarray, border: int) -> np.ndarray:
-    """float64 Y channel (0..255) of an RGB or gray image, `border` pixels cropped at each side."""
-    image = metrics.unit_float(image)
-    if image.ndim == 3 and image.shape[-1] == 3:
-        y = metrics.rgb_to_y(image)
-    elif image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 1):
-        y = image.reshape(image.shape[:2]) * metrics.PEAK
-    else:
-        raise ValueError(f"expected an (H, W), (H, W, 1) or (H, W, 3) image, got {image.shape}")
-    return y[border:y.shape[0] - border, border:y.shape[1] - border]
 
 
 def periodic_component(y: np.ndarray, period: int = GRID_PERIOD) -> np.ndarray:
@@ -92,7 +80,7 @@ def texture_energy(sr: np.ndarray, hr: np.ndarray, scale: int, border: int | Non
     if np.shape(sr) != np.shape(hr):
         raise ValueError(f"SR and HR shapes differ: {np.shape(sr)} vs {np.shape(hr)}")
     border = scale if border is None else border
-    y_sr, y_hr = luma(sr, border), luma(hr, border)
+    y_sr, y_hr = metrics.y_plane(sr, border), metrics.y_plane(hr, border)
     reference = high_frequency_energy(without_grid(y_hr), scale)
     if reference < 1e-9:  # (0..255)^2 units: float rounding of a flat image
         raise ValueError("the HR image has no detail above the LR Nyquist limit to compare with")

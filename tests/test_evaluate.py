@@ -10,7 +10,7 @@ from PIL import Image
 
 from srgan_jax import cli
 from srgan_jax.evaluation import evaluate, protocol
-from srgan_jax.evaluation.validation_set import ValidationSet
+from srgan_jax.evaluation.validation_set import ValidationSet, read_hr
 from srgan_jax.imresize import im2uint8
 from srgan_jax.models import ModelConfig
 from srgan_jax.upscaling import model_file
@@ -118,3 +118,46 @@ def test_cli_on_a_model_file_gives_what_the_library_gives(tmp_path, capsys):
     baseline = validation.bicubic_scores()
     bicubic_row = report["results"]["bicubic"][0]
     assert (bicubic_row["psnr"], bicubic_row["ssim"]) == (baseline.psnr, baseline.ssim)
+
+
+def test_cli_niqe_of_bicubic_and_hr_in_table_json_and_markdown(shared_data, tmp_path, capsys):
+    out, table = tmp_path / "out.json", tmp_path / "table.md"
+    set14 = shared_data / "benchmarks" / "Set14"
+    status = cli.main(["evaluate", "--bicubic", "--niqe", str(set14), "--json", str(out),
+                       "--markdown", str(table)])
+    assert status == cli.EXIT_OK
+    printed = capsys.readouterr().out
+    assert "NIQE (lower is more natural)" in printed
+    assert "| dataset | images | bicubic PSNR | bicubic SSIM | bicubic NIQE | HR NIQE |" in printed
+    row = json.loads(out.read_text())["results"]["bicubic"][0]
+    images = [protocol.prepare_image(p.name, read_hr(p), 4) for p in sorted(set14.glob("*.png"))]
+    hr = np.mean([protocol.naturalness(image, image.hr) for image in images])
+    bicubic = np.mean([protocol.naturalness(image, protocol.super_resolve(
+        image, protocol.bicubic_upscaler(4))) for image in images])
+    assert row["hr_niqe"] == pytest.approx(hr, rel=1e-12)
+    assert row["niqe"] == pytest.approx(bicubic, rel=1e-12)
+    assert row["niqe"] > row["hr_niqe"] + 2  # bicubic blur is far from natural statistics
+    assert [image["niqe"] for image in row["images"]] == pytest.approx(
+        [protocol.naturalness(image, protocol.super_resolve(image, protocol.bicubic_upscaler(4)))
+         for image in images], rel=1e-12)
+    assert f"| Set14 | 14 | 25.99 | 0.7029 | {bicubic:.3f} | {hr:.3f} |" in table.read_text()
+
+
+def test_cli_niqe_names_an_image_too_small_for_it_and_measures_the_others(tmp_path, capsys):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:112, 0:120]
+    big = 128 + 60 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    Image.fromarray(np.clip(big + rng.normal(0, 8, big.shape), 0, 255).astype(np.uint8)).save(
+        folder / "big.png")
+    Image.fromarray(np.full((100, 300), 90, np.uint8)).save(folder / "small.png")
+    out = tmp_path / "out.json"
+    status = cli.main(["evaluate", "--bicubic", "--niqe", str(folder), "--json", str(out)])
+    assert status == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"{folder / 'small.png'}: NIQE needs at least 96x96 pixels, got 292x92" in err
+    report = json.loads(out.read_text())
+    assert report["results"]["bicubic"][0]["num_images"] == 1
+    assert np.isfinite(report["results"]["bicubic"][0]["niqe"])
+    assert len(report["failed"]) == 1

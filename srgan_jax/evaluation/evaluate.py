@@ -2,6 +2,7 @@
 
     srgan-jax evaluate --bicubic benchmarks/Set5 benchmarks/Set14
     srgan-jax evaluate --model model.msgpack benchmarks/Set5 --json results.json
+    srgan-jax evaluate --bicubic --niqe benchmarks/Set14   # NIQE of the output and of HR too
 
 The numbers are those of the published protocol (`srgan_jax.evaluation.protocol`), measured as the
 trainer's validation measures them (`ValidationSet`): for the same model and images, the same
@@ -42,22 +43,32 @@ COMMAND = "evaluate"
 
 @dataclasses.dataclass
 class DatasetResult:
-    """One folder's scores per method ('bicubic', 'model'), and its images that failed."""
+    """One folder's scores per method ('bicubic', 'model'), its images that failed, and the NIQE
+    of its HR images (when measured: the value a perfect upscaler would reach)."""
 
     dataset: str
     scores: dict[str, list[ImageScore]]
     failed: list[str]
+    hr_niqe: list[float] | None = None
 
     def row(self, method: str, scale: int, border: int) -> dict[str, Any]:
-        """The JSON row of one method (means are None when no image could be measured)."""
+        """The JSON row of one method (means are None when no image could be measured); with
+        NIQE, `niqe` is the method's and `hr_niqe` the HR images' mean."""
         images = self.scores[method]
         mean = Scores.mean_of(images) if images else None
-        return {
+        row = {
             "dataset": self.dataset, "scale": scale, "border": border,
             "num_images": len(images),
             "psnr": mean.psnr if mean else None, "ssim": mean.ssim if mean else None,
-            "images": [dataclasses.asdict(s) for s in images],
         }
+        if self.hr_niqe is not None:
+            row["niqe"] = mean.niqe if mean else None
+            row["hr_niqe"] = float(np.mean(self.hr_niqe)) if self.hr_niqe else None
+        images_json = [dataclasses.asdict(s) for s in images]
+        if self.hr_niqe is None:
+            for image in images_json:
+                del image["niqe"]
+        return {**row, "images": images_json}
 
 
 def evaluate_dataset(
@@ -69,21 +80,26 @@ def evaluate_dataset(
     *,
     save: dict[pathlib.Path, pathlib.Path] | None = None,
     progress: Progress | None = None,
+    with_niqe: bool = False,
 ) -> DatasetResult:
     """Scores every method (an upscaler, see `protocol.UpscaleFn`) on the image files `paths` of
-    `folder`, one image at a time; writes `save[path]` as it goes.
+    `folder`, one image at a time; writes `save[path]` as it goes. `with_niqe` adds the NIQE of
+    every SR image and of each HR image.
 
     `save` maps an image file to the file its SR image (the last method's) is written to. An image
     that fails (unreadable, too small, a model error) is reported and left out of every method.
     """
-    result = DatasetResult(pathlib.Path(folder).resolve().name, {m: [] for m in methods}, [])
+    result = DatasetResult(pathlib.Path(folder).resolve().name, {m: [] for m in methods}, [],
+                           [] if with_niqe else None)
     saved_method = next(reversed(methods))
     for path in paths:
         try:
             image = load_image(path, pathlib.Path(folder), scale)
+            hr_niqe = protocol.naturalness(image, image.hr, border) if with_niqe else None
             sr_images = {name: protocol.super_resolve(image, upscale)
                          for name, upscale in methods.items()}
-            scores = {name: protocol.score(image, sr, border) for name, sr in sr_images.items()}
+            scores = {name: protocol.score(image, sr, border, with_niqe)
+                      for name, sr in sr_images.items()}
             if save:
                 _write_sr(save[path], sr_images[saved_method])
         except ImageError as error:
@@ -93,6 +109,8 @@ def evaluate_dataset(
         else:
             for name, score in scores.items():
                 result.scores[name].append(score)
+            if with_niqe:
+                result.hr_niqe.append(hr_niqe)
         if progress is not None:
             progress.advance()
     return result
@@ -121,14 +139,22 @@ def _write_sr(target: pathlib.Path, sr: np.ndarray) -> None:
 
 
 def markdown_table(results: dict[str, list[dict[str, Any]]]) -> str:
-    """One row per dataset, a PSNR and an SSIM column per method ('bicubic', 'model', ...)."""
+    """One row per dataset, a PSNR and an SSIM column per method ('bicubic', 'model', ...), and
+    with NIQE a NIQE column per method and one for the HR images."""
     methods = list(results)
-    header = ["dataset", "images"] + [f"{m} {k}" for m in methods for k in ("PSNR", "SSIM")]
+    with_niqe = "hr_niqe" in next(iter(results.values()))[0]
+    metrics = ("PSNR", "SSIM", "NIQE") if with_niqe else ("PSNR", "SSIM")
+    header = ["dataset", "images"] + [f"{m} {k}" for m in methods for k in metrics]
+    header += ["HR NIQE"] if with_niqe else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for rows in zip(*results.values(), strict=True):
         cells = [rows[0]["dataset"], str(rows[0]["num_images"])]
-        cells += [f"{r['psnr']:.2f} | {r['ssim']:.4f}" if r["num_images"] else "- | -"
-                  for r in rows]
+        for r in rows:
+            measured = r["num_images"] > 0
+            cells += [f"{r['psnr']:.2f}", f"{r['ssim']:.4f}"] if measured else ["-", "-"]
+            cells += ([f"{r['niqe']:.3f}" if measured else "-"] if with_niqe else [])
+        if with_niqe:
+            cells.append(f"{rows[0]['hr_niqe']:.3f}" if rows[0]["num_images"] else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -159,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="upscaling factor (default: the model's, or 4 for bicubic)")
     parser.add_argument("--border", type=lambda t: _count(t, 0),
                         help="pixels cropped at each side (default: scale)")
+    parser.add_argument("--niqe", action="store_true",
+                        help="also NIQE (no-reference naturalness, lower is better) of the SR "
+                        "images and of the HR images; images need 96x96 pixels after the border")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--json", metavar="FILE", help="also write all results as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
@@ -222,12 +251,14 @@ def run(argv: Sequence[str]) -> int:
     with Progress(total, f"srgan-jax {COMMAND}", unit="images",
                   log_every=max(1, total // 20)) as progress:
         outcomes = [evaluate_dataset(folder, paths, methods, scale, border,
-                                     save=save[folder], progress=progress)
+                                     save=save[folder], progress=progress,
+                                     with_niqe=args.niqe)
                     for folder, paths in datasets.items()]
 
     results = {m: [o.row(m, scale, border) for o in outcomes] for m in methods}
     table = markdown_table(results)
-    print(f"x{scale}, Y-channel PSNR (dB) / SSIM, border {border}\n{table}")
+    niqe_note = ", NIQE (lower is more natural)" if args.niqe else ""
+    print(f"x{scale}, Y-channel PSNR (dB) / SSIM{niqe_note}, border {border}\n{table}")
     failed = [error for o in outcomes for error in o.failed]
     if args.markdown:
         atomic_write(args.markdown, (table + "\n").encode())

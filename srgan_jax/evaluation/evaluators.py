@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from ml_collections.config_dict import placeholder
 
+from srgan_jax.evaluation.niqe_evaluator import Niqe
 from srgan_jax.evaluation.psnr_ssim import PsnrSsim
 from srgan_jax.evaluation.validation_set import ValidationSet
 
@@ -26,8 +27,11 @@ class Evaluator(Protocol):
     def __call__(self, validation: ValidationSet, sr_images: Sequence[np.ndarray]
                  ) -> dict[str, float]: ...
 
+    def check(self, validation: ValidationSet) -> None:
+        """Raises `ValueError` naming an image this evaluator cannot measure (at start-up)."""
 
-EVALUATORS: dict[str, type] = {"psnr_ssim": PsnrSsim}
+
+EVALUATORS: dict[str, type] = {"psnr_ssim": PsnrSsim, "niqe": Niqe}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -57,6 +61,16 @@ def create_evaluators(evals: Mapping[str, Any]) -> dict[str, Evaluator]:
         except (TypeError, ValueError) as error:
             raise ValueError(f"config.evals.{name}: {error}") from error
     return evaluators
+
+
+def check_evaluators(evaluators: Mapping[str, Evaluator], validation: ValidationSet) -> None:
+    """Raises `ValueError` naming the `config.evals` field and the image when an evaluator
+    cannot measure one of the validation images: at start-up, not at the first validation."""
+    for name, evaluator in evaluators.items():
+        try:
+            evaluator.check(validation)
+        except ValueError as error:
+            raise ValueError(f"config.evals.{name}: {error}") from error
 
 
 def run_evaluators(

@@ -6,7 +6,8 @@ The MATLAB scripts behind the tables of SRCNN, VDSR and SRGAN do, for each HR im
    arithmetic (`imresize.degrade`), unless the dataset comes with its own uint8 LR images;
 3. upscale it, and store the SR image as uint8 (MATLAB `im2uint8` of the [0, 1] result);
 4. compare SR and HR on the BT.601 Y channel (grayscale images on their gray values) with
-   `border` (default: `scale`) pixels cropped at each side: PSNR, and SSIM with an 11x11 Gaussian.
+   `border` (default: `scale`) pixels cropped at each side: PSNR, and SSIM with an 11x11 Gaussian;
+   perceptual papers add NIQE of the SR image alone (no reference), on the same cropped Y plane.
 
 Every function here takes or returns uint8 images, so that the trainer's validation and
 `srgan-jax evaluate` cannot differ in how they quantize. Errors name the image (`ImageError`).
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from srgan_jax import metrics, value_ranges
+from srgan_jax.evaluation import niqe as niqe_metric
 from srgan_jax.imresize import degrade, im2uint8, imresize, modcrop
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
@@ -52,24 +54,29 @@ class ImageScore:
     name: str
     psnr: float
     ssim: float
+    niqe: float | None = None  # measured on request (`naturalness`)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """Mean PSNR (dB) and SSIM over images, with the per-image values they are the mean of."""
+    """Mean PSNR (dB), SSIM and NIQE (None unless every image has one) over images, with the
+    per-image values they are the mean of."""
 
     psnr: float
     ssim: float
     images: tuple[ImageScore, ...]
+    niqe: float | None = None
 
     @classmethod
     def mean_of(cls, images: Sequence[ImageScore]) -> Scores:
         if not images:
             raise ValueError("no image scores to average")
+        niqes = [s.niqe for s in images]
         return cls(
             float(np.mean([s.psnr for s in images])),
             float(np.mean([s.ssim for s in images])),
             tuple(images),
+            None if None in niqes else float(np.mean(niqes)),
         )
 
 
@@ -151,18 +158,47 @@ def super_resolve(image: ValidationImage, upscale: UpscaleFn) -> np.ndarray:
     return im2uint8(sr)
 
 
-def score(image: ValidationImage, sr: np.ndarray, border: int | None = None) -> ImageScore:
-    """Y-channel PSNR and SSIM of a uint8 SR image against `image`'s HR (step 4)."""
+def check_border(border: int | None) -> None:
+    """An evaluator's `border` option: None (the scale) or an integer >= 0."""
+    if border is not None and not (isinstance(border, int) and border >= 0):
+        raise ValueError(f"border must be None (the scale) or an integer >= 0, got {border!r}")
+
+
+def require_size(images: Sequence[ValidationImage], border: int | None, size: int,
+                 metric: str) -> None:
+    """Raises `ValueError` naming the first image with less than size x size pixels after
+    `border` (None: the scale) pixels are cropped at each side: `metric` cannot measure it."""
+    for image in images:
+        crop = image.scale if border is None else border
+        height, width = (side - 2 * crop for side in image.hr.shape[:2])
+        if min(height, width) < size:
+            raise ValueError(f"{image.origin}: {max(width, 0)}x{max(height, 0)} pixels after the "
+                             f"{crop}-pixel border; {metric} needs at least {size}x{size}")
+
+
+def naturalness(image: ValidationImage, picture: np.ndarray, border: int | None = None) -> float:
+    """NIQE of `picture` (an SR image of `image`, or its HR image) on the Y channel with `border`
+    (default: the scale) pixels cropped; lower is more natural (`srgan_jax.evaluation.niqe`)."""
+    border = image.scale if border is None else border
+    try:
+        return niqe_metric.niqe(picture, border)
+    except ValueError as error:  # smaller than one 96x96 block after the border, or flat
+        raise ImageError(f"{image.origin}: {error}") from error
+
+
+def score(image: ValidationImage, sr: np.ndarray, border: int | None = None,
+          with_niqe: bool = False) -> ImageScore:
+    """Y-channel PSNR and SSIM of a uint8 SR image against `image`'s HR (step 4), and its NIQE
+    if `with_niqe`."""
     border = image.scale if border is None else border
     sr = np.asarray(sr)
     if sr.dtype != np.uint8 or sr.shape != image.hr.shape:
         raise ImageError(f"{image.origin}: SR image is {sr.dtype} {sr.shape}, HR is uint8 "
                          f"{image.hr.shape}")
     try:
-        return ImageScore(
-            image.name,
-            metrics.psnr(sr, image.hr, border=border),
-            metrics.ssim(sr, image.hr, border=border),
-        )
+        psnr = metrics.psnr(sr, image.hr, border=border)
+        ssim = metrics.ssim(sr, image.hr, border=border)
     except ValueError as error:  # too small for the border and the SSIM window
         raise ImageError(f"{image.origin}: {error}") from error
+    return ImageScore(image.name, psnr, ssim,
+                      naturalness(image, sr, border) if with_niqe else None)

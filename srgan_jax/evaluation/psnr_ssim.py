@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from srgan_jax import metrics
+from srgan_jax.evaluation import protocol
 from srgan_jax.evaluation.validation_set import ValidationSet
 
 
@@ -20,9 +22,11 @@ class PsnrSsim:
     border: int | None = None
 
     def __post_init__(self) -> None:
-        if self.border is not None and not (isinstance(self.border, int) and self.border >= 0):
-            raise ValueError(f"border must be None (the scale) or an integer >= 0, "
-                             f"got {self.border!r}")
+        protocol.check_border(self.border)
+
+    def check(self, validation: ValidationSet) -> None:
+        """Raises `ValueError` naming the first image too small for SSIM after the border."""
+        protocol.require_size(validation.images, self.border, metrics.SSIM_WINDOW, "SSIM")
 
     def __call__(self, validation: ValidationSet, sr_images: Sequence[np.ndarray]
                  ) -> dict[str, float]:

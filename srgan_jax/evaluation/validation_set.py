@@ -151,3 +151,16 @@ class ValidationSet:
     def bicubic_scores(self, border: int | None = None) -> Scores:
         """The bicubic baseline's scores, computed once per border."""
         return self.score(self.bicubic, border)
+
+    def naturalness(self, pictures: Sequence[np.ndarray], border: int | None = None) -> float:
+        """Mean NIQE of uint8 pictures, one per image in order (SR images, or the HR images)."""
+        if len(pictures) != len(self.images):
+            raise ValueError(f"{self.name}: {len(pictures)} pictures for {len(self)} images")
+        return float(np.mean([protocol.naturalness(image, picture, border)
+                              for image, picture in zip(self.images, pictures, strict=True)]))
+
+    @functools.cache  # noqa: B019
+    def baseline_naturalness(self, border: int | None = None) -> tuple[float, float]:
+        """Mean NIQE of the bicubic baseline and of the HR images, computed once per border."""
+        return (self.naturalness(self.bicubic, border),
+                self.naturalness([image.hr for image in self.images], border))

@@ -51,6 +51,7 @@ class Validation:
         for error in self.set.skipped:
             logging.warning("validation: %s", error)
         self.evaluators = evaluators.create_evaluators(config.evals)
+        evaluators.check_evaluators(self.evaluators, self.set)
         self.model_config = models.ModelConfig.from_training_config(config.model)
         self._upscaler: Upscaler | None = None
 

@@ -1,8 +1,9 @@
-"""A model card's numbers and picture: PSNR/SSIM, texture and grid energy, side-by-side crops.
+"""A model card's numbers and picture: PSNR/SSIM, NIQE, texture and grid energy, side-by-side crops.
 
 For each benchmark folder, every method (MATLAB bicubic and each `--model`) upscales each image's
 LR (MATLAB bicubic x4 of the HR image) as `srgan-jax evaluate` does; the table gives its mean
-Y-channel PSNR/SSIM (4-pixel border) and its mean texture energy
+Y-channel PSNR/SSIM (4-pixel border), its mean NIQE (`srgan-jax evaluate --niqe`: no reference,
+lower is more natural; HR's own is what a perfect upscaler reaches) and its mean texture energy
 (`srgan_jax.evaluation.texture`): high-frequency energy above the LR Nyquist limit relative to
 HR's (HR = 1.00; a 4-pixel-periodic grid removed first) and, apart, the power of the exactly
 4-pixel-periodic component in grey levels^2 (a sub-pixel checkerboard; HR's own is the floor).
@@ -14,6 +15,10 @@ picture shows what a 2x zoom shows.
     python experiments/model_card.py --model SRResNet=srresnet_mse_x4 --model SRGAN=srgan_mse_x4 \\
         --crop Set14/comic.png:40,60 --crop BSD100/8023.png:100,200 \\
         --picture experiments/figures/srgan_comparison.png --json /tmp/card.json
+
+With `--update_registry` the PSNR, SSIM and NIQE of every `--model` that names a shipped model, and
+bicubic's and HR's, are written into its metadata (`srgan_jax/weights/<name>.json`), which
+`srgan-jax models` shows.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import numpy as np
 from srgan_jax import image_io
 from srgan_jax.evaluation import protocol, texture
 from srgan_jax.evaluation.validation_set import list_dataset, load_image
+from srgan_jax.upscaling import registry
 from srgan_jax.upscaling.inference import Upscaler
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -57,13 +63,14 @@ def measure_set(folder: pathlib.Path, methods: dict[str, protocol.UpscaleFn], sc
         image = load_image(path, folder, scale)
         outputs = {"HR": image.hr}
         hr_energy = texture.texture_energy(image.hr, image.hr, scale)
-        sums["HR"].setdefault("texture", []).append(hr_energy.high_frequency)
-        sums["HR"].setdefault("grid", []).append(hr_energy.grid)
+        for key, value in (("niqe", protocol.naturalness(image, image.hr)),
+                           ("texture", hr_energy.high_frequency), ("grid", hr_energy.grid)):
+            sums["HR"].setdefault(key, []).append(value)
         for name, upscale in methods.items():
             sr = protocol.super_resolve(image, upscale)
-            score = protocol.score(image, sr)
+            score = protocol.score(image, sr, with_niqe=True)
             energy = texture.texture_energy(sr, image.hr, scale)
-            for key, value in (("psnr", score.psnr), ("ssim", score.ssim),
+            for key, value in (("psnr", score.psnr), ("ssim", score.ssim), ("niqe", score.niqe),
                                ("texture", energy.high_frequency), ("grid", energy.grid)):
                 sums[name].setdefault(key, []).append(value)
             outputs[name] = sr
@@ -92,14 +99,36 @@ def comparison_picture(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["| dataset | method | PSNR (dB) | SSIM | texture / HR | 4-px grid power |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | PSNR (dB) | SSIM | NIQE | texture / HR | 4-px grid power |",
+             "|---|---|---|---|---|---|---|"]
     for dataset, methods in results.items():
         for method, r in methods.items():
             quality = ("- | -" if method == "HR" else f"{r['psnr']:.2f} | {r['ssim']:.4f}")
-            lines.append(f"| {dataset} ({r['images']}) | {method} | {quality} | "
+            lines.append(f"| {dataset} ({r['images']}) | {method} | {quality} | {r['niqe']:.2f} | "
                          f"{r['texture']:.3f} | {r['grid']:.3f} |")
     return "\n".join(lines)
+
+
+def update_registry(results: dict[str, dict[str, dict[str, float]]],
+                    shipped: dict[str, str]) -> list[pathlib.Path]:
+    """Writes each shipped model's PSNR/SSIM/NIQE per set, and bicubic's and HR's, into its
+    metadata file; `shipped` maps a method label to the shipped model's name."""
+    rounding = {"psnr": 2, "ssim": 4, "niqe": 2}
+
+    def per_set(method: str, keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        return {key: {dataset: round(methods[method][key], rounding[key])
+                      for dataset, methods in results.items()} for key in keys}
+
+    written = []
+    for label, name in shipped.items():
+        path = registry.WEIGHTS_DIR / f"{name}.json"
+        entry = json.loads(path.read_text())
+        entry.update(per_set(label, ("psnr", "ssim", "niqe")))
+        entry["baselines"] = {"bicubic": per_set("bicubic", ("psnr", "ssim", "niqe")),
+                              "HR": per_set("HR", ("niqe",))}
+        path.write_text(json.dumps(entry, indent=2) + "\n")
+        written.append(path)
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--crop_size", type=int, default=96, help="HR side of each panel")
     p.add_argument("--picture", type=pathlib.Path, help="where the comparison PNG goes")
     p.add_argument("--json", type=pathlib.Path, help="where the table goes as JSON")
+    p.add_argument("--update_registry", action="store_true",
+                   help="write the numbers into the metadata of the shipped models measured")
     args = p.parse_args(argv)
 
     methods: dict[str, protocol.UpscaleFn] = {"bicubic": protocol.bicubic_upscaler(args.scale)}
@@ -137,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.update_registry:
+        shipped = {label: source for label, _, source in (m.partition("=") for m in args.model)
+                   if source in registry.shipped_models()}
+        for path in update_registry(results, shipped):
+            print(f"updated {path}", file=sys.stderr)
     if args.picture and args.crop:
         rows = []
         for image, y, x in args.crop:

@@ -141,12 +141,14 @@ def train_for(config: ml_collections.ConfigDict, workdir: pathlib.Path, minutes:
 def evaluate_models(
     models: dict[str, pathlib.Path], benchmark_dirs: Sequence[pathlib.Path], scale: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """Bicubic and each model file on every benchmark folder (`srgan-jax evaluate`'s protocol)."""
+    """Bicubic and each model file on every benchmark folder (`srgan-jax evaluate --niqe`'s
+    protocol: PSNR/SSIM, and NIQE with HR's)."""
     methods = {"bicubic": evaluate.bicubic_upscaler(scale)}
     for name, path in models.items():
         methods[name] = evaluate.gray_via_rgb(Upscaler.from_path(path))
     return {
-        name: [evaluate.evaluate_folder(folder, upscaler, scale) for folder in benchmark_dirs]
+        name: [evaluate.evaluate_folder(folder, upscaler, scale, with_niqe=True)
+               for folder in benchmark_dirs]
         for name, upscaler in methods.items()
     }
 
@@ -174,7 +176,8 @@ def results_markdown(runs: dict[str, dict], table: str, config: ml_collections.C
             f"- {name}: {run['steps']} steps in {run['wall_s']:.0f} s (budget "
             f"{run['budget_minutes']:g} min, compilation included), lr {run['learning_rate']}"
         )
-    lines += ["", "Y-channel PSNR (dB) / SSIM, 4-pixel border:", "", table, ""]
+    lines += ["", "Y-channel PSNR (dB) / SSIM / NIQE (lower is more natural), 4-pixel border:", "",
+              table, ""]
     return "\n".join(lines)
 
 
@@ -182,6 +185,12 @@ KINDS = {
     "srresnet_mse": "SRResNet-MSE (PSNR-oriented: smooth, no synthesised texture)",
     "srgan_mse": "SRGAN-MSE (adversarial phase from the SRResNet-MSE: synthesised texture)",
 }
+
+
+def per_dataset(rows: list[dict], keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{key: {dataset: value}} of result rows, rounded as the shipped metadata keeps them."""
+    digits = {"ssim": 4}
+    return {k: {row["dataset"]: round(row[k], digits.get(k, 2)) for row in rows} for k in keys}
 
 
 def ship(ship_dir: pathlib.Path, summary: dict, config: ml_collections.ConfigDict,
@@ -206,7 +215,10 @@ def ship(ship_dir: pathlib.Path, summary: dict, config: ml_collections.ConfigDic
             "recipe": {"script": "experiments/budget_training.py", "batch_size": config.batch_size,
                        "updates": run["steps"], "learning_rate": run["learning_rate"],
                        "dtype": config.dtype, "device": summary["device"], **discriminator},
-            "psnr": {row["dataset"]: round(row["psnr"], 2) for row in rows},
+            **per_dataset(rows, ("psnr", "ssim", "niqe")),
+            "baselines": {"bicubic": per_dataset(summary["results"]["bicubic"],
+                                                 ("psnr", "ssim", "niqe")),
+                          "HR": {"niqe": per_dataset(rows, ("hr_niqe",))["hr_niqe"]}},
         }
         (ship_dir / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
 
@@ -239,7 +251,8 @@ def run(workdir: pathlib.Path, base: ml_collections.ConfigDict, data_dir: pathli
         "jax": jax.__version__,
         "runs": runs,
         "results": {
-            name: [{k: r[k] for k in ("dataset", "num_images", "psnr", "ssim")} for r in rows]
+            name: [{k: r[k] for k in ("dataset", "num_images", "psnr", "ssim", "niqe", "hr_niqe")}
+                   for r in rows]
             for name, rows in results.items()
         },
     }

@@ -170,6 +170,9 @@ def test_device_run_train_ships_both_models_with_card_and_picture(shared_data, t
         run = name.removesuffix("_x2")
         assert entry.recipe["updates"] == summary["runs"][run]["steps"] > 0
         assert entry.psnr == {"Set5": round(summary["results"][run][0]["psnr"], 2)}
+        assert entry.niqe == {"Set5": round(summary["results"][run][0]["niqe"], 2)}
+        assert entry.baselines["HR"]["niqe"]["Set5"] == round(
+            summary["results"][run][0]["hr_niqe"], 2)
         assert f"| {entry.psnr['Set5']:.2f} |" in (weights / entry.card).read_text()
     # The GAN phase ran with the antialiased D, and its metadata says so.
     assert entries["srgan_mse_x2"].recipe["discriminator_antialias"] is True

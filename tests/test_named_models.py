@@ -24,7 +24,8 @@ def two_models(tmp_path, monkeypatch):
     model_file.save_model(weights / "tiny_x4.msgpack", random_variables(TINY), TINY)
     entry = {"name": "tiny_x4", "file": "tiny_x4.msgpack", "card": "TINY_CARD.md",
              "kind": "SRGAN (test)", "scale": 4, "training_data": "none", "recipe": {},
-             "psnr": {"Set5": 12.5}}
+             "psnr": {"Set5": 12.5}, "ssim": {"Set5": 0.25}, "niqe": {"Set5": 9.5},
+             "baselines": {}}
     (weights / "tiny_x4.json").write_text(json.dumps(entry))
     monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
     return weights
@@ -35,21 +36,33 @@ def test_models_lists_the_shipped_model_with_its_card_numbers(capsys):
     out = capsys.readouterr().out
     assert "srresnet_mse_x4 (default)" in out and "x4" in out and "T91 + BSD200" in out
     shipped = registry.shipped_models()["srresnet_mse_x4"]
-    assert all(f"{shipped.psnr[b]:.2f}" in out for b in registry.BENCHMARKS)
+    bicubic, hr = shipped.baselines["bicubic"], shipped.baselines["HR"]
+    for b in registry.BENCHMARKS:
+        assert f"{shipped.psnr[b]:.2f} / {shipped.ssim[b]:.4f} / {shipped.niqe[b]:.2f}" in out
+        assert (f"{bicubic['psnr'][b]:.2f} / {bicubic['ssim'][b]:.4f} / "
+                f"{bicubic['niqe'][b]:.2f}") in out
+        assert f"- / - / {hr['niqe'][b]:.2f}" in out
+    assert "NIQE (lower is more natural)" in out
 
 
 @pytest.mark.parametrize("name", list(registry.shipped_models()))
-def test_metadata_psnr_is_the_cards_table(name):
+def test_metadata_numbers_are_the_cards_table(name):
     """The numbers `models` shows are the model card's measured ones, not a second copy that
-    could drift: each benchmark's row of the card has the model PSNR the metadata gives."""
+    could drift: each benchmark's row of the card (bicubic PSNR, SSIM, NIQE, model PSNR, SSIM,
+    NIQE, HR NIQE) holds what the metadata gives."""
     entry = registry.shipped_models()[name]
     card = (registry.WEIGHTS_DIR / entry.card).read_text()
-    assert set(entry.psnr) == set(registry.BENCHMARKS)
-    for benchmark, psnr in entry.psnr.items():
-        row = re.search(rf"^\| {benchmark} \|(.*)\|$", card, flags=re.MULTILINE)
+    assert set(entry.psnr) == set(entry.ssim) == set(entry.niqe) == set(registry.BENCHMARKS)
+    for benchmark in registry.BENCHMARKS:
+        row = re.search(rf"^\| {benchmark} \| \d+ \|(.*)\|$", card, flags=re.MULTILINE)
         assert row, f"{entry.card} has no {benchmark} row"
         cells = [c.strip() for c in row.group(1).split("|")]
-        assert f"{psnr:.2f}" in cells, (benchmark, psnr, cells)
+        bicubic, hr = entry.baselines["bicubic"], entry.baselines["HR"]
+        expected = [f"{bicubic['psnr'][benchmark]:.2f}", f"{bicubic['ssim'][benchmark]:.4f}",
+                    f"{bicubic['niqe'][benchmark]:.2f}", f"{entry.psnr[benchmark]:.2f}",
+                    f"{entry.ssim[benchmark]:.4f}", f"{entry.niqe[benchmark]:.2f}",
+                    f"{hr['niqe'][benchmark]:.2f}"]
+        assert cells == expected, (benchmark, cells, expected)
     assert entry.path.is_file() and model_file.load_model(entry.path).config.scale == entry.scale
 
 
@@ -60,7 +73,8 @@ def test_a_second_model_is_one_metadata_file(two_models, capsys):
     assert listed[0]["default"] and not listed[1]["default"]
     assert models_cli.main([]) == 0
     table = capsys.readouterr().out
-    assert "| tiny_x4 | SRGAN (test) | x4 | none | 12.50 | - | - |" in table
+    assert ("| tiny_x4 | SRGAN (test) | x4 | none | 12.50 / 0.2500 / 9.50 | - / - / - | - / - / - |"
+            in table)
     upscaler = srgan_jax.load_generator("tiny_x4")
     assert (upscaler.config.num_blocks, upscaler.config.channels) == (2, 16)
 

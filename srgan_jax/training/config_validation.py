@@ -12,6 +12,7 @@ from typing import Any
 
 import ml_collections
 
+from srgan_jax import models
 from srgan_jax.evaluation import evaluators
 from srgan_jax.training import parallel, steps, train_state
 
@@ -78,8 +79,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _number(f"{phase}.tv_weight", section.get("tv_weight", 0.0), lambda v: v >= 0,
                 "a number >= 0")
         train_state.learning_rate_points(config, phase)  # names its own fields
-    _number("gan.adversarial_weight", config.gan.adversarial_weight, lambda v: v >= 0,
-            "a number >= 0")
+    _validate_gan_options(config)
     if config.gan.init_from and config.pretrain.steps:
         raise ValueError(
             f"config.gan.init_from={config.gan.init_from!r} would replace the generator this run "
@@ -94,6 +94,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _integer("num_samples", config.num_samples, 0)
     evaluators.create_evaluators(config.evals)  # names its own fields
     _validate_data(config.data)
+
+
+def _validate_gan_options(config: ml_collections.ConfigDict) -> None:
+    """The adversarial phase's weight and its options against the grid (absent: the paper's)."""
+    gan = config.gan
+    _number("gan.adversarial_weight", gan.adversarial_weight, lambda v: v >= 0, "a number >= 0")
+    _one_of("gan.adversarial_loss", gan.get("adversarial_loss", "standard"),
+            steps.ADVERSARIAL_LOSSES)
+    _one_of("gan.discriminator_normalization", gan.get("discriminator_normalization", "batch"),
+            models.DISCRIMINATOR_NORMALIZATIONS)
+    _number("gan.discriminator_lr_scale", gan.get("discriminator_lr_scale", 1.0),
+            lambda v: v > 0, "a positive number")
+    shift = gan.get("discriminator_random_shift", 0)
+    _integer("gan.discriminator_random_shift", shift, 0)
+    _check("gan.discriminator_random_shift", shift, shift < config.crop_size // 2,
+           f"less than half of crop_size={config.crop_size}")
 
 
 def _validate_data(data: ml_collections.ConfigDict) -> None:

@@ -130,6 +130,8 @@ def compiled_steps(
     if phase == "gan":
         step_fn, num_states = steps.gan_step, 2
         static["adversarial_weight"] = section.adversarial_weight
+        static["adversarial_loss"] = section.get("adversarial_loss", "standard")
+        static["discriminator_shift"] = section.get("discriminator_random_shift", 0)
     calls = {1: parallel.compile(step_fn, donate_states=num_states, **static)}
     k = config.steps_per_call
     if k > 1:

@@ -28,9 +28,19 @@ GAN step design (k = 1, the paper's alternation, as in the PyTorch peer):
     PyTorch's peer differs only there: its third D forward also moves D's running statistics,
     which SRGAN never uses (D always runs in training mode).
   * The VGG parameters are constants of every loss: no gradient is taken for them.
+
+Options of the GAN step (not in the paper; the paper's step is the default), all static:
+  * `adversarial_loss='relativistic'`: ESRGAN's relativistic average losses for D and G; G's pass
+    then also runs the updated D on the real batch (constants for G).
+  * `discriminator_shift=s > 0`: D sees every real and generated image cropped by s pixels, at
+    an offset drawn uniformly from 0..s-1 along each axis (fresh draws for the real batch, the
+    fake batch of D's update and the fake batch of G's update), so that D's stride lattice takes
+    every phase against the generator's 4x4 sub-pixel lattice. The draws come from the step's
+    `rng` and cover the global batch, so a sharded run crops exactly as one device would.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +58,7 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 CONTENT_LOSSES = ("mse", "vgg22", "vgg54")
+ADVERSARIAL_LOSSES = ("standard", "relativistic")
 VGG_LAYERS = {"vgg22": "phi_2_2", "vgg54": "phi_5_4"}
 
 
@@ -123,18 +134,26 @@ def gan_step(
     tv_weight: float = 0.0,
     scale: int | None = None,
     axis_name: str | None = None,
+    adversarial_loss: str = "standard",
+    discriminator_shift: int = 0,
 ) -> tuple[TrainState, TrainState, Metrics]:
     """One SRGAN update: D on real and fake, then G on content + weighted adversarial loss.
 
-    See the module docstring for the design. Metrics: `d_loss`, `g_loss` (the perceptual loss),
-    `content_loss`, `adversarial_loss`, `d_real`/`d_fake` (mean D probability of the real and the
-    generated batch, before D's update: a discriminator that wins outright shows d_real -> 1,
-    d_fake -> 0), `pixel_loss`, `psnr` and `learning_rate`; `tv_weight` and `scale` as in
-    `pretrain_step`.
+    See the module docstring for the design and the options. Metrics: `d_loss`, `g_loss` (the
+    perceptual loss), `content_loss`, `adversarial_loss`, `d_real`/`d_fake` (mean D probability of
+    the real and the generated batch, before D's update: a discriminator that wins outright shows
+    d_real -> 1, d_fake -> 0), `pixel_loss`, `psnr` and `learning_rate`; `tv_weight` and `scale`
+    as in `pretrain_step`.
     """
-    del rng  # deterministic models
+    if adversarial_loss not in ADVERSARIAL_LOSSES:
+        raise ValueError(f"adversarial_loss must be one of {ADVERSARIAL_LOSSES}, "
+                         f"got {adversarial_loss!r}")
+    relativistic = adversarial_loss == "relativistic"
+    real_key, fake_key, g_key = jax.random.split(_typed_key(rng), 3)
+    view = functools.partial(discriminator_view, shift=discriminator_shift, axis_name=axis_name)
     batch = batches.prepare(batch, scale)
     hr = batch["hr"]
+    real_view = view(hr, real_key)
 
     def generate(params):
         return _apply_training(g_state, params, g_state.batch_stats, batch["lr"])
@@ -142,11 +161,14 @@ def gan_step(
     sr, g_vjp, g_batch_stats = jax.vjp(generate, g_state.params, has_aux=True)
 
     def d_loss_fn(params):
-        real_logits, batch_stats = _apply_training(d_state, params, d_state.batch_stats, hr)
+        real_logits, batch_stats = _apply_training(d_state, params, d_state.batch_stats, real_view)
         fake_logits, batch_stats = _apply_training(
-            d_state, params, batch_stats, jax.lax.stop_gradient(sr)
+            d_state, params, batch_stats, view(jax.lax.stop_gradient(sr), fake_key)
         )
-        loss = losses.discriminator_loss(real_logits, fake_logits)
+        if relativistic:
+            loss = losses.relativistic_discriminator_loss(real_logits, fake_logits, axis_name)
+        else:
+            loss = losses.discriminator_loss(real_logits, fake_logits)
         return loss, (real_logits, fake_logits, batch_stats)
 
     (d_loss, (real_logits, fake_logits, d_batch_stats)), d_grads = jax.value_and_grad(
@@ -157,8 +179,14 @@ def gan_step(
     def g_loss_fn(sr):
         content = compute_content_loss(content_loss, sr, hr, vgg_params)
         content += tv_weight * losses.total_variation(sr)
-        logits, _ = _apply_training(d_state, d_state.params, d_state.batch_stats, sr)
-        adversarial = losses.generator_adversarial_loss(logits)
+        logits, _ = _apply_training(d_state, d_state.params, d_state.batch_stats,
+                                    view(sr, g_key))
+        if relativistic:
+            real, _ = _apply_training(d_state, d_state.params, d_state.batch_stats, real_view)
+            adversarial = losses.relativistic_generator_loss(
+                jax.lax.stop_gradient(real), logits, axis_name)
+        else:
+            adversarial = losses.generator_adversarial_loss(logits)
         loss = losses.perceptual_loss(content, adversarial, adversarial_weight)
         return loss, (content, adversarial)
 
@@ -176,6 +204,34 @@ def gan_step(
         "learning_rate": learning_rate(g_state),
     }
     return g_state, d_state, _pmean(metrics, axis_name)
+
+
+def discriminator_view(
+    images: jax.Array, key: jax.Array, shift: int, axis_name: str | None = None
+) -> jax.Array:
+    """`images` [N, H, W, C] cropped to (H - shift, W - shift) at offsets drawn uniformly from
+    0..shift-1 per image and axis (`shift=0`: unchanged). Under pmap (`axis_name`) the offsets are
+    drawn for the global batch and each device takes its own images' share."""
+    if shift == 0:
+        return images
+    n, height, width, channels = images.shape
+    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+    offsets = jax.random.randint(key, (n * devices, 2), 0, shift)
+    if axis_name is not None:
+        offsets = jax.lax.dynamic_slice_in_dim(offsets, jax.lax.axis_index(axis_name) * n, n)
+
+    def crop(image: jax.Array, offset: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0),
+                                     (height - shift, width - shift, channels))
+
+    return jax.vmap(crop)(images, offsets)
+
+
+def _typed_key(rng: jax.Array) -> jax.Array:
+    """A typed PRNG key from a typed key or its raw uint32 data (what the trainer passes)."""
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return rng
+    return jax.random.wrap_key_data(rng)
 
 
 def _apply_training(

@@ -94,14 +94,18 @@ def describe_learning_rate(config: ml_collections.ConfigDict, phase: Phase) -> s
     return ", then ".join(parts)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, phase: Phase) -> optax.GradientTransformation:
-    """The optimizer of `phase` ('pretrain' for SRResNet, 'gan' for SRGAN's G and D).
+def make_optimizer(config: ml_collections.ConfigDict, phase: Phase, lr_scale: float = 1.0
+                   ) -> optax.GradientTransformation:
+    """The optimizer of `phase` ('pretrain' for SRResNet, 'gan' for SRGAN's G and D), its learning
+    rate schedule multiplied by `lr_scale`.
 
     `config.optimizer_name` is 'adam' (the paper's; b1/b2/eps from `config.optim`) or 'sgd' (plain
     SGD, for tests where Adam's normalisation would hide a wrongly scaled gradient). A positive
     `config.optim.grad_clip_norm` clips the (already device-averaged) gradient's global norm first.
     """
     schedule = learning_rate_schedule(config, phase)
+    if lr_scale != 1.0:
+        schedule = _scaled(schedule, lr_scale)
     name = config.optimizer_name
     if name == "adam":
         optim = config.optim
@@ -118,6 +122,10 @@ def make_optimizer(config: ml_collections.ConfigDict, phase: Phase) -> optax.Gra
             raise ValueError(f"config.optim.grad_clip_norm must be positive or None, got {clip}")
         tx = optax.chain(optax.clip_by_global_norm(clip), tx)
     return tx
+
+
+def _scaled(schedule: optax.Schedule, factor: float) -> optax.Schedule:
+    return lambda count: factor * schedule(count)
 
 
 def learning_rate(state: TrainState) -> jax.Array:
@@ -150,12 +158,17 @@ def create_generator_state(
 def create_discriminator_state(
     config: ml_collections.ConfigDict, rng: jax.Array, bn_axis_name: str | None = None
 ) -> TrainState:
-    """The discriminator for `config.crop_size` HR crops, with the GAN phase's optimizer."""
-    size = config.crop_size
-    antialias = config.gan.get("discriminator_antialias", False)
-    model = Discriminator(input_size=size, antialias=antialias, dtype=compute_dtype(config),
-                          bn_axis_name=bn_axis_name)
-    return _create_state(model, rng, jnp.zeros((1, size, size, 3)), make_optimizer(config, "gan"))
+    """The discriminator of the GAN phase, with its optimizer (the phase's learning rate times
+    `gan.discriminator_lr_scale`). It sees `config.crop_size` HR crops, less
+    `gan.discriminator_random_shift` pixels; `gan.discriminator_antialias` and
+    `gan.discriminator_normalization` choose its variant (configs without them: the paper's D)."""
+    gan = config.gan
+    size = config.crop_size - gan.get("discriminator_random_shift", 0)
+    model = Discriminator(input_size=size, antialias=gan.get("discriminator_antialias", False),
+                          normalization=gan.get("discriminator_normalization", "batch"),
+                          dtype=compute_dtype(config), bn_axis_name=bn_axis_name)
+    tx = make_optimizer(config, "gan", gan.get("discriminator_lr_scale", 1.0))
+    return _create_state(model, rng, jnp.zeros((1, size, size, 3)), tx)
 
 
 def _create_state(

@@ -123,19 +123,28 @@ class PReLU(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """k3n64s1 -> BN -> PReLU -> k3n64s1 -> BN, plus the identity."""
+    """k3n64s1 -> BN -> PReLU -> k3n64s1 -> BN, plus the identity (`norm=None`: no BN, the
+    convolutions carry biases instead)."""
 
     conv: Callable[..., nn.Module]
-    norm: Callable[..., nn.Module]
+    norm: Callable[..., nn.Module] | None
     act: Callable[..., nn.Module]
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         channels = x.shape[-1]
-        y = self.conv(channels, (3, 3), use_bias=False)(x)
-        y = self.act()(self.norm()(y))
-        y = self.conv(channels, (3, 3), use_bias=False)(y)
-        return x + self.norm()(y)
+        y = _conv_norm(self.conv, self.norm, channels, x)
+        y = self.act()(y)
+        return x + _conv_norm(self.conv, self.norm, channels, y)
+
+
+def _conv_norm(conv: Callable[..., nn.Module], norm: Callable[..., nn.Module] | None,
+               channels: int, x: jnp.ndarray) -> jnp.ndarray:
+    """k3 convolution then BatchNorm (the conv without bias: BN's shift replaces it), or, with
+    `norm=None`, the convolution with its bias alone: the form BN folds into."""
+    if norm is None:
+        return conv(channels, (3, 3))(x)
+    return norm()(conv(channels, (3, 3), use_bias=False)(x))
 
 
 class Generator(nn.Module):
@@ -148,11 +157,14 @@ class Generator(nn.Module):
       dtype: computation dtype (e.g. bfloat16); BN statistics and the output stay float32.
       param_dtype: parameter dtype.
       bn_axis_name: pmap/shard_map axis over which BN averages batch statistics (cross-replica BN).
+      batch_norm: False builds the generator without BatchNorm, its convolutions with biases: the
+        form `fold_batch_norm` turns a trained one into (not in the paper).
     """
 
     num_blocks: int = 16
     channels: int = 64
     scale: int = 4
+    batch_norm: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
@@ -164,7 +176,8 @@ class Generator(nn.Module):
         if lr.ndim != 4 or lr.shape[-1] != 3:
             raise ValueError(f"Generator expects [N, H, W, 3] LR images, got shape {lr.shape}")
         conv = _conv_factory(self.dtype, self.param_dtype)
-        norm = batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
+        norm = (batch_norm(train, self.dtype, self.param_dtype, self.bn_axis_name)
+                if self.batch_norm else None)
         act = functools.partial(PReLU, param_dtype=self.param_dtype)
 
         x = lr.astype(self.dtype)
@@ -172,7 +185,7 @@ class Generator(nn.Module):
         skip = x
         for _ in range(self.num_blocks):
             x = ResidualBlock(conv=conv, norm=norm, act=act)(x)
-        x = norm()(conv(self.channels, (3, 3), use_bias=False)(x)) + skip
+        x = _conv_norm(conv, norm, self.channels, x) + skip
         for _ in range(int(math.log2(self.scale))):
             x = conv(self.channels * 4, (3, 3), kernel_init=icnr(nn.initializers.lecun_normal()))(x)
             x = act()(pixel_shuffle(x, 2))
@@ -254,23 +267,28 @@ class ModelConfig:
     scale: int = 4
     lr_range: tuple[float, float] = (0.0, 1.0)
     sr_range: tuple[float, float] = (-1.0, 1.0)
+    batch_norm: bool = True  # False: BN folded into the convolutions (`fold_batch_norm`)
 
     @classmethod
     def from_training_config(cls, model: Mapping[str, Any]) -> ModelConfig:
         """The generator of a training config's `model` section (`config.model`)."""
         return cls(num_blocks=model["num_blocks"], channels=model["channels"],
-                   scale=model["scale"])
+                   scale=model["scale"], batch_norm=model.get("batch_norm", True))
 
     def generator(self, dtype: Dtype = jnp.float32, bn_axis_name: str | None = None) -> Generator:
         """The Flax `Generator` of this architecture, computing in `dtype`."""
         return Generator(num_blocks=self.num_blocks, channels=self.channels, scale=self.scale,
-                         dtype=dtype, bn_axis_name=bn_axis_name)
+                         batch_norm=self.batch_norm, dtype=dtype, bn_axis_name=bn_axis_name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(self).items()
-        }
+        """The fields as JSON values. `batch_norm` is written only when False, so that the files
+        of the paper's generator stay what they were before the field existed (and readable by
+        older versions)."""
+        fields = dataclasses.asdict(self)
+        if self.batch_norm:
+            del fields["batch_norm"]
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in fields.items()}
 
     @classmethod
     def from_variables(cls, variables: Mapping[str, Any]) -> ModelConfig:
@@ -289,4 +307,45 @@ class ModelConfig:
                 f"not the variables of a srgan_jax Generator (missing {e}); expected a dict "
                 "{'params': ..., 'batch_stats': ...} as returned by Generator.init"
             ) from e
-        return cls(num_blocks=num_blocks, channels=channels, scale=2**stages)
+        return cls(num_blocks=num_blocks, channels=channels, scale=2**stages,
+                   batch_norm="BatchNorm_0" in params)
+
+
+def fold_batch_norm(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables of the BN-free generator (`batch_norm=False`) that computes, in inference
+    mode, what `variables`' generator computes in inference mode.
+
+    Each BatchNorm with running statistics (mean m, variance v), scale g and offset b after a
+    bias-free convolution W becomes that convolution's W * g / sqrt(v + eps) and bias
+    b - m * g / sqrt(v + eps). In float64, rounded to the parameters' dtype once.
+    """
+    if "BatchNorm_0" not in variables["params"]:
+        raise ValueError("the generator has no BatchNorm to fold (it was built with "
+                         "batch_norm=False)")
+    return {"params": _fold_level(variables["params"], variables["batch_stats"]),
+            "batch_stats": {}}
+
+
+def _fold_level(params: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[str, Any]:
+    """One level of the parameter tree: its bias-free convolutions take the BatchNorms of the
+    same level, in creation order (flax names them Conv_i and BatchNorm_j by that order)."""
+    by_index = lambda prefix: sorted((n for n in params if n.startswith(prefix)),
+                                     key=lambda n: int(n.rsplit("_", 1)[1]))
+    bias_free = [n for n in by_index("Conv_") if "bias" not in params[n]]
+    norms = by_index("BatchNorm_")
+    if len(bias_free) != len(norms):
+        raise ValueError(f"cannot pair {bias_free} with {norms} to fold BatchNorm")
+    folded = {name: dict(value) if name.startswith("Conv_") else value
+              for name, value in params.items() if not name.startswith("BatchNorm_")}
+    for conv, norm in zip(bias_free, norms, strict=True):
+        kernel = np.asarray(params[conv]["kernel"])
+        gain = (np.asarray(params[norm]["scale"], np.float64)
+                / np.sqrt(np.asarray(stats[norm]["var"], np.float64) + BN_EPSILON))
+        offset = (np.asarray(params[norm]["bias"], np.float64)
+                  - np.asarray(stats[norm]["mean"], np.float64) * gain)
+        folded[conv] = {"kernel": (kernel.astype(np.float64) * gain).astype(kernel.dtype),
+                        "bias": offset.astype(kernel.dtype)}
+    for name, value in params.items():
+        if name.startswith("ResidualBlock_"):
+            folded[name] = _fold_level(value, stats[name])
+    return folded

@@ -26,7 +26,7 @@ def test_gan_phase_starts_from_a_model_file(tmp_path):
     loaded = phases.initial_generator_variables(_config(str(path)), "gan", previous_generator=None)
     for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(variables), strict=True):
         np.testing.assert_array_equal(np.asarray(x), y)
-    with pytest.raises(ValueError, match=r"config.gan.init_from=.* 2-block.*asks for 3 blocks"):
+    with pytest.raises(ValueError, match=r"config.gan.init_from=.* 2-block.*asks for a 3-block"):
         phases.initial_generator_variables(_config(str(path), num_blocks=3), "gan", None)
 
 

@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_blocks = 16
     config.model.channels = 64
     config.model.scale = 4
+    config.model.batch_norm = True  # False: a generator without BN (e.g. one folded below)
 
     config.crop_size = 96  # HR crop; also the discriminator's input size
     config.batch_size = 16  # global, over all devices and hosts
@@ -89,6 +90,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.gan.discriminator_lr_scale = 1.0  # D's learning rate = this x the phase's schedule
     # 'relativistic': ESRGAN's relativistic average losses for D and G instead of -log D(G(x)).
     config.gan.adversarial_loss = "standard"
+    # True: G enters the GAN phase with each BatchNorm folded into the convolution before it (the
+    # same images in inference mode) and trains without BN, as it is then used (models.py).
+    config.gan.fold_batch_norm = False
     # '' continues from this run's pretrain phase; a path starts G from another run's checkpoint
     # (an SRResNet workdir, its checkpoints/ dir or one step dir), e.g. with pretrain.steps=0.
     config.gan.init_from = ""

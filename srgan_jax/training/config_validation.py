@@ -106,6 +106,9 @@ def _validate_gan_options(config: ml_collections.ConfigDict) -> None:
             models.DISCRIMINATOR_NORMALIZATIONS)
     _number("gan.discriminator_lr_scale", gan.get("discriminator_lr_scale", 1.0),
             lambda v: v > 0, "a positive number")
+    if gan.get("fold_batch_norm", False) and not config.model.get("batch_norm", True):
+        raise ValueError("config.gan.fold_batch_norm=True needs a generator with BatchNorm to "
+                         "fold, but config.model.batch_norm=False")
     shift = gan.get("discriminator_random_shift", 0)
     _integer("gan.discriminator_random_shift", shift, 0)
     _check("gan.discriminator_random_shift", shift, shift < config.crop_size // 2,

@@ -87,18 +87,31 @@ def initial_generator_variables(
     That is `config.<phase>.init_from`'s generator if set (a training workdir, a model file or a
     shipped model's name, e.g. 'srresnet_mse_x4'). Otherwise the GAN phase starts from this run's
     pre-trained generator if there is one: the paper initialises SRGAN with the trained
-    SRResNet-MSE.
+    SRResNet-MSE. With `gan.fold_batch_norm` the GAN phase starts from that generator's BN-free
+    twin (`models.fold_batch_norm`), which computes the same images in inference mode.
     """
     source = config[phase].get("init_from", "")
     if source:
         logging.info("%s phase: generator initialised from %s", phase, source)
-        return _load_generator(config, f"{phase}.init_from", source)
-    if phase == "pretrain":
+        variables = _load_generator(config, f"{phase}.init_from", source)
+        source = f"config.{phase}.init_from={source}"
+    elif phase == "gan" and previous_generator is not None:
+        source = "this run's pre-trained generator"
+        variables = {"params": previous_generator.params,
+                     "batch_stats": previous_generator.batch_stats}
+    else:
+        if phase == "gan":
+            logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
         return None
-    if previous_generator is not None:
-        return {"params": previous_generator.params, "batch_stats": previous_generator.batch_stats}
-    logging.warning("GAN phase without a pre-trained generator: G starts from scratch")
-    return None
+    if phase == "gan" and config.gan.get("fold_batch_norm", False):
+        if "BatchNorm_0" not in variables["params"]:
+            raise ValueError(
+                f"config.gan.fold_batch_norm=True, but {source} has no BatchNorm to fold (its "
+                "BatchNorm was folded already?); set config.gan.fold_batch_norm=False and "
+                "config.model.batch_norm=False to train it further")
+        logging.info("GAN phase: BatchNorm folded into the generator's convolutions")
+        variables = models.fold_batch_norm(variables)
+    return variables
 
 
 def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) -> dict[str, Any]:
@@ -108,14 +121,21 @@ def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) 
 
     weights = registry.load_weights(source)
     expected = models.ModelConfig.from_training_config(config.model)
+    if field == "gan.init_from" and config.gan.get("fold_batch_norm", False):
+        # whether there is BatchNorm to fold is checked, with its own message, by the caller
+        expected = dataclasses.replace(expected, batch_norm=weights.config.batch_norm)
     if weights.config != expected:
         raise ValueError(
-            f"config.{field}={source!r} is a {weights.config.num_blocks}-block, "
-            f"{weights.config.channels}-channel x{weights.config.scale} generator with value "
-            f"ranges {weights.config.lr_range}/{weights.config.sr_range}, but config.model asks "
-            f"for {expected.num_blocks} blocks, {expected.channels} channels, x{expected.scale}"
+            f"config.{field}={source!r} is a {_describe(weights.config)}, but config.model "
+            f"asks for a {_describe(expected)}"
         )
     return weights.variables
+
+
+def _describe(model: models.ModelConfig) -> str:
+    kind = "" if model.batch_norm else " BatchNorm-free"
+    return (f"{model.num_blocks}-block, {model.channels}-channel x{model.scale}{kind} generator "
+            f"with value ranges {model.lr_range}/{model.sr_range}")
 
 
 def compiled_steps(

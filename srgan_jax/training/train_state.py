@@ -11,6 +11,7 @@ injected hyperparameter, so the one used by the latest update can be read from t
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Literal
 
@@ -136,6 +137,15 @@ def learning_rate(state: TrainState) -> jax.Array:
     )
 
 
+def generator_config(config: ml_collections.ConfigDict, phase: Phase) -> ModelConfig:
+    """The generator `phase` trains: `config.model`'s, without BatchNorm in the GAN phase when
+    `gan.fold_batch_norm` folds it away."""
+    model = ModelConfig.from_training_config(config.model)
+    if phase == "gan" and config.gan.get("fold_batch_norm", False):
+        model = dataclasses.replace(model, batch_norm=False)
+    return model
+
+
 def create_generator_state(
     config: ml_collections.ConfigDict,
     rng: jax.Array,
@@ -148,9 +158,7 @@ def create_generator_state(
     None when the whole batch is one array (jit with sharding, single device).
     """
     lr_size = _lr_crop_size(config)
-    model = ModelConfig.from_training_config(config.model).generator(
-        compute_dtype(config), bn_axis_name
-    )
+    model = generator_config(config, phase).generator(compute_dtype(config), bn_axis_name)
     example = jnp.zeros((1, lr_size, lr_size, 3))
     return _create_state(model, rng, example, make_optimizer(config, phase))
 
@@ -180,7 +188,7 @@ def _create_state(
     return TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
-        batch_stats=variables["batch_stats"],
+        batch_stats=variables.get("batch_stats", {}),  # none in a BatchNorm-free generator
         tx=tx,
     )
 

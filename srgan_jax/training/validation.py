@@ -52,16 +52,17 @@ class Validation:
             logging.warning("validation: %s", error)
         self.evaluators = evaluators.create_evaluators(config.evals)
         evaluators.check_evaluators(self.evaluators, self.set)
-        self.model_config = models.ModelConfig.from_training_config(config.model)
         self._upscaler: Upscaler | None = None
 
     def super_resolve(self, generator: TrainState) -> list[np.ndarray]:
         """uint8 SR images of every validation image (host states of the generator)."""
         variables = {"params": generator.params, "batch_stats": generator.batch_stats}
-        if self._upscaler is None:
+        # The architecture as trained (the GAN phase's may be BN-free: gan.fold_batch_norm)
+        architecture = models.ModelConfig.from_variables(variables)
+        if self._upscaler is None or self._upscaler.config != architecture:
             # float32 whatever the training dtype: the numbers `srgan-jax evaluate` gives by
             # default. The compiled forward pass is cached across validations.
-            self._upscaler = Upscaler(variables, self.model_config, dtype="float32")
+            self._upscaler = Upscaler(variables, architecture, dtype="float32")
         else:
             self._upscaler = self._upscaler.with_variables(variables)
         return self.set.super_resolve(self._upscaler)

@@ -4,7 +4,8 @@ A model file is one msgpack document (flax.serialization; never pickle) holding
 
     format          'srgan-jax-generator'
     format_version  1
-    config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}
+    config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}, and
+                    'batch_norm': false for a generator without BatchNorm (absent: true)
     variables       the generator's {'params', 'batch_stats'} as float32 arrays
     checksum        'sha256:<hex>' of the config and every tensor (files written before checksums
                     existed have none: they load with a `ModelFileWarning`)
@@ -60,9 +61,13 @@ def config_from_dict(config: Mapping[str, Any], source: str) -> ModelConfig:
     unknown = sorted(set(config) - {f.name for f in dataclasses.fields(ModelConfig)})
     if unknown:
         raise ModelFileError(f"{source}: unknown model config fields {unknown}")
+    if not isinstance(config.get("batch_norm", True), bool):
+        raise ModelFileError(f"{source}: model config batch_norm must be true or false: "
+                             f"{config['batch_norm']!r}")
     try:
         values = {
-            name: tuple(float(x) for x in value) if name.endswith("_range") else int(value)
+            name: tuple(float(x) for x in value) if name.endswith("_range")
+            else value if name == "batch_norm" else int(value)
             for name, value in config.items()
         }
     except (TypeError, ValueError) as e:
@@ -93,11 +98,12 @@ def check_weights(
     Returns them as float32 numpy arrays with their config. Raises `ModelFileError` naming the
     first missing, unexpected, wrongly shaped or non-finite tensor.
     """
-    if not isinstance(variables, Mapping) or not all(c in variables for c in COLLECTIONS):
+    if not isinstance(variables, Mapping) or "params" not in variables:
         raise ModelFileError(f"{source}: expected variables with collections {list(COLLECTIONS)}")
     if config is None:
         config = ModelConfig.from_variables(variables)
-    found = _flatten({c: variables[c] for c in COLLECTIONS})
+    # A BatchNorm-free generator has no statistics: its 'batch_stats' are empty or absent.
+    found = _flatten({c: variables.get(c) or {} for c in COLLECTIONS})
     expected = expected_shapes(config)
     for path, shape in expected.items():
         if path not in found:
@@ -117,7 +123,7 @@ def check_weights(
         if not np.isfinite(array).all():
             raise ModelFileError(f"{source}: tensor {path} holds NaN or infinite values")
     flat = {tuple(path.split("/")): array for path, array in arrays.items()}
-    return GeneratorWeights(config, traverse_util.unflatten_dict(flat))
+    return GeneratorWeights(config, {"batch_stats": {}, **traverse_util.unflatten_dict(flat)})
 
 
 def checksum(config: Mapping[str, Any], variables: Mapping[str, Any]) -> str:

@@ -2,8 +2,8 @@
 
 A short run on image folders starts from the shipped SRResNet (a trained generator, where the PSNR
 is high enough for uint8 rounding to matter), validates, and saves; its last step is exported and
-`srgan-jax evaluate --model` runs on the same validation folder. The logged val/psnr and val/ssim
-must be what evaluate reports.
+`srgan-jax evaluate --model --niqe` runs on the same validation folder. The logged val/psnr,
+val/ssim, val/niqe and val/hr_niqe must be what evaluate reports.
 """
 from __future__ import annotations
 
@@ -37,17 +37,21 @@ def test_logged_validation_is_what_evaluate_prints(tmp_path):
     config.batch_size, config.crop_size = 2, 24
     config.gan.steps = 1
     config.eval_every = config.checkpoint_every = config.sample_every = config.log_every = 1
+    config.evals.niqe = {"border": None}
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
-    logged_psnr = _scalars(str(tmp_path / "run"), "val/psnr")[1]
-    logged_ssim = _scalars(str(tmp_path / "run"), "val/ssim")[1]
+    logged = {tag: _scalars(str(tmp_path / "run"), f"val/{tag}")[1]
+              for tag in ("psnr", "ssim", "niqe", "hr_niqe")}
 
     model = tmp_path / "model.msgpack"
     assert cli.main(["export", "--workdir", str(tmp_path / "run"), "-o", str(model)]) == 0
     report = tmp_path / "report.json"
     folder = config.data.eval_dirs[0]
-    assert cli.main(["evaluate", "--model", str(model), folder, "--json", str(report)]) == 0
+    assert cli.main(["evaluate", "--model", str(model), folder, "--json", str(report),
+                     "--niqe"]) == 0
     (row,) = [r for r in json.loads(report.read_text())["results"]["model"]]
     assert row["num_images"] == config.num_eval_images
-    assert logged_psnr == pytest.approx(row["psnr"], abs=1e-3)
-    assert logged_ssim == pytest.approx(row["ssim"], abs=1e-4)
+    assert logged["psnr"] == pytest.approx(row["psnr"], abs=1e-3)
+    assert logged["ssim"] == pytest.approx(row["ssim"], abs=1e-4)
+    assert logged["niqe"] == pytest.approx(row["niqe"], abs=1e-4)
+    assert logged["hr_niqe"] == pytest.approx(row["hr_niqe"], abs=1e-4)
     assert row["psnr"] > 25.0  # a trained model: uint8 rounding of SR weighs in at this PSNR

@@ -171,6 +171,5 @@ def test_options_train_on_eight_devices_as_on_one(normalization):
     assert_same_changes(eight, one, init)
     np.testing.assert_allclose(np.asarray(eight_metrics["d_loss"]).mean(),
                                one_metrics["d_loss"], rtol=1e-4)
-    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), one["d"].params,
-                         init["d"].params)
-    assert min(jax.tree.leaves(moved)) > 0 or normalization == "batch"  # not a trivial run
+    first_kernel = one["d"].params["Conv_0"]["kernel"] - init["d"].params["Conv_0"]["kernel"]
+    assert np.abs(first_kernel).max() > 1e-6  # D trained: not a trivially equal pair of runs

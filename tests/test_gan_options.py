@@ -130,13 +130,13 @@ def test_discriminator_state_follows_the_options():
 def assert_same_changes(actual, expected, start, rtol=2e-3):
     """Every leaf moved from `start` as in `expected`, to `rtol` of its largest change. Leaves
     the losses cannot move (the last bias under the relativistic loss, which shifts real and
-    generated logits alike) move by float32 noise only, up to 1e-9."""
+    generated logits alike) move by float32 noise only, up to 1e-7 (real changes here: > 1e-5)."""
     leaves = [jax.tree_util.tree_flatten_with_path(t)[0] for t in (actual, expected, start)]
     for (path, a), (_, e), (_, s) in zip(*leaves, strict=True):
         a, e, s = (np.asarray(x, np.float64) for x in (a, e, s))
         change = e - s
         np.testing.assert_allclose(a - s, change, rtol=rtol,
-                                   atol=rtol * np.abs(change).max() + 1e-9,
+                                   atol=rtol * np.abs(change).max() + 1e-7,
                                    err_msg=jax.tree_util.keystr(path))
 
 
@@ -164,12 +164,14 @@ def gan_run(config: ml_collections.ConfigDict, mode: str, steps: int = 2):
 
 @pytest.mark.parametrize("normalization", ["batch", "spectral"])
 def test_options_train_on_eight_devices_as_on_one(normalization):
+    # D's rate x50: spectral normalisation keeps its gradients small, and changes far above
+    # float32 noise make the comparison sharp.
     config = make_config(adversarial_loss="relativistic", discriminator_random_shift=SHIFT,
-                         discriminator_normalization=normalization)
+                         discriminator_normalization=normalization, discriminator_lr_scale=50.0)
     init, one, one_metrics = gan_run(config, "none")
     _, eight, eight_metrics = gan_run(config, "pmap")
     assert_same_changes(eight, one, init)
     np.testing.assert_allclose(np.asarray(eight_metrics["d_loss"]).mean(),
                                one_metrics["d_loss"], rtol=1e-4)
     first_kernel = one["d"].params["Conv_0"]["kernel"] - init["d"].params["Conv_0"]["kernel"]
-    assert np.abs(first_kernel).max() > 1e-6  # D trained: not a trivially equal pair of runs
+    assert np.abs(first_kernel).max() > 1e-5  # D trained: not a trivially equal pair of runs

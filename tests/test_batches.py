@@ -62,10 +62,11 @@ def test_hr_only_batches_train_on_what_host_batches_hold():
     """The iterator's HR-only batches (crops as cut + 'transform'), prepared on the device, equal
     its host-made batches (augmented on the host, LR by the host's bicubic)."""
     from srgan_jax.data import input_pipeline as ip
+    from srgan_jax.data.image_source import ImageSource
 
     images = [_crops((1, 40 + 3 * k, 36 + 5 * k, 3), seed=k)[0] for k in range(5)]
-    source = ip.ImageSource("test", images, tuple(f"{k}" for k in range(5)),
-                            tuple(image.shape[:2] for image in images))
+    source = ImageSource("test", images, tuple(f"{k}" for k in range(5)),
+                         tuple(image.shape[:2] for image in images))
     options = dict(global_batch_size=8, crop_size=16, scale=4, seed=1, layout="global",
                    prefetch=0)
     on_host = ip.create_train_iterator(source, **options).batch(2)

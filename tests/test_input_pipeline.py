@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 from srgan_jax import image_io
 from srgan_jax.data import demo_data
 from srgan_jax.data import input_pipeline as ip
+from srgan_jax.data.image_source import ImageSource
 from srgan_jax.imresize import degrade
 
 CROP, SCALE = 48, 4
@@ -34,8 +35,8 @@ def coordinate_source(sizes):
     for k, (height, width) in enumerate(sizes):
         y, x = np.mgrid[0:height, 0:width]
         images.append(np.stack([y, x, np.full_like(y, k)], axis=-1).astype(np.uint8))
-    return ip.ImageSource("coordinates", images, tuple(f"coord{k}" for k in range(len(sizes))),
-                          tuple(sizes))
+    return ImageSource("coordinates", images, tuple(f"coord{k}" for k in range(len(sizes))),
+                       tuple(sizes))
 
 
 def to_uint8_hr(hr):
@@ -274,8 +275,8 @@ def test_pmap_layout_defaults_to_local_devices():
 def test_bad_configuration_names_the_field(overrides, field):
     source = ip.demo_source()
     if "scale" in overrides:  # a dataset whose LR images are x4
-        source = ip.ImageSource("x4 pairs", source.hr, source.names, source.sizes,
-                                [degrade(h, 4) for h in source.hr], 4)
+        source = ImageSource("x4 pairs", source.hr, source.names, source.sizes,
+                             [degrade(h, 4) for h in source.hr], 4)
     with pytest.raises(ValueError, match=field):
         iterator(source, **overrides)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 
 from srgan_jax import image_io
 from srgan_jax.data import demo_data
+from srgan_jax.data.image_source import ImageSource
 from srgan_jax.imresize import degrade
 
 LAYOUTS = ("pmap", "global")
@@ -65,26 +65,6 @@ def default_config() -> ml_collections.ConfigDict:
     # uint8 HR crops), or 'auto': the device on GPU/TPU, the host on CPU-only runs.
     config.degradation = "auto"
     return config
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageSource:
-    """HR images (uint8 (H, W, 3)), optionally with the dataset's aligned LR images.
-
-    `hr` and `lr` are sequences: lists in memory, or lazily decoding file lists. `sizes` holds the
-    (H, W) of each HR image (known without decoding it again) and `names` a name for messages.
-    With `lr`, HR image i is exactly `lr_scale` times the size of LR image i.
-    """
-
-    name: str
-    hr: Sequence[np.ndarray]
-    names: tuple[str, ...]
-    sizes: tuple[tuple[int, int], ...]
-    lr: Sequence[np.ndarray] | None = None
-    lr_scale: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.hr)
 
 
 class _LazyImages(Sequence):

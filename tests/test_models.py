@@ -267,3 +267,76 @@ def test_generator_upsampling_kernels_use_icnr():
             np.testing.assert_array_equal(kernel[..., 8 * k : 8 * (k + 1)], kernel[..., :8])
     body_end = params["Conv_1"]["kernel"]  # an ordinary convolution: no repeats
     assert not np.array_equal(body_end[..., :1], body_end[..., 1:2])
+
+
+# The paper's layer order written out with lax primitives and its constants as literals (Ledig et
+# al. 2017, Fig. 4: LeakyReLU alpha = 0.2, PReLU, BN, k/n/s of every convolution), in inference
+# mode with random running statistics, against the Flax modules.
+PAPER_LEAKY_SLOPE = 0.2
+
+
+def _conv(x, params, stride=1):
+    y = jax.lax.conv_general_dilated(x, params["kernel"], (stride, stride), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + params["bias"] if "bias" in params else y
+
+
+def _bn(x, params, stats):
+    return (x - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-5) * params["scale"] + params["bias"]
+
+
+def _prelu(x, params):
+    return jnp.where(x >= 0, x, params["slope"] * x)
+
+
+def _randomised(variables, seed):
+    """Random BN statistics, scales and offsets, and PReLU slopes: none at their init values."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: x * rng.uniform(0.5, 1.5, x.shape) + rng.uniform(-0.2, 0.2, x.shape)
+        if any(getattr(k, "key", "") in ("mean", "var", "scale", "slope") for k in path)
+        or "BatchNorm" in jax.tree_util.keystr(path) else x, variables)
+
+
+def test_generator_is_the_papers_layer_sequence():
+    model = models.Generator(num_blocks=2, channels=8, scale=4)
+    variables = _randomised(init(model, (1, 6, 5, 3)), seed=0)
+    p, s = variables["params"], variables["batch_stats"]
+    lr = jax.random.uniform(jax.random.key(1), (2, 6, 5, 3))
+    x = _prelu(_conv(lr, p["Conv_0"]), p["PReLU_0"])  # k9n64s1, PReLU
+    skip = x
+    for b in range(2):  # residual blocks: k3n64s1, BN, PReLU, k3n64s1, BN, elementwise sum
+        block, stats = p[f"ResidualBlock_{b}"], s[f"ResidualBlock_{b}"]
+        y = _prelu(_bn(_conv(x, block["Conv_0"]), block["BatchNorm_0"], stats["BatchNorm_0"]),
+                   block["PReLU_0"])
+        x = x + _bn(_conv(y, block["Conv_1"]), block["BatchNorm_1"], stats["BatchNorm_1"])
+    x = _bn(_conv(x, p["Conv_1"]), p["BatchNorm_0"], s["BatchNorm_0"]) + skip  # k3n64s1, BN, sum
+    for stage in range(2):  # k3n256s1, PixelShuffler x2, PReLU
+        y = np.asarray(_conv(x, p[f"Conv_{2 + stage}"]))
+        n, h, w, c = y.shape
+        y = y.reshape(n, h, w, 2, 2, c // 4).transpose(0, 1, 3, 2, 4, 5).reshape(
+            n, 2 * h, 2 * w, c // 4)  # depth_to_space
+        x = _prelu(jnp.asarray(y), p[f"PReLU_{1 + stage}"])
+    expected = _conv(x, p["Conv_4"])  # k9n3s1
+    actual = model.apply(variables, lr, train=False)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    assert [k[0] for k in (p["Conv_0"]["kernel"].shape, p["Conv_4"]["kernel"].shape)] == [9, 9]
+
+
+def test_discriminator_is_the_papers_layer_sequence():
+    model = models.Discriminator(input_size=32)
+    variables = _randomised(init(model, (1, 32, 32, 3)), seed=2)
+    p, s = variables["params"], variables["batch_stats"]
+    images = jax.random.uniform(jax.random.key(3), (2, 32, 32, 3), minval=-1.0, maxval=1.0)
+    leaky = lambda x: jnp.where(x >= 0, x, PAPER_LEAKY_SLOPE * x)  # noqa: E731
+    x = leaky(_conv(images, p["Conv_0"]))  # k3n64s1, Leaky ReLU (no BN)
+    layers = [(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2)]  # n, s
+    for i, (features, stride) in enumerate(layers):
+        assert p[f"Conv_{i + 1}"]["kernel"].shape[-1] == features
+        x = leaky(_bn(_conv(x, p[f"Conv_{i + 1}"], stride), p[f"BatchNorm_{i}"],
+                      s[f"BatchNorm_{i}"]))
+    x = leaky(x.reshape(2, -1) @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"])  # Dense (1024)
+    logit = x @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]  # Dense (1), sigmoid in the loss
+    assert p["Dense_0"]["kernel"].shape[-1] == 1024
+    np.testing.assert_allclose(model.apply(variables, images, train=False), logit[:, 0],
+                               rtol=1e-4, atol=1e-5)

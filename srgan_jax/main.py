@@ -8,7 +8,6 @@ run.
 
 from __future__ import annotations
 
-import logging as pylogging
 import os
 import sys
 from collections.abc import Sequence
@@ -33,18 +32,6 @@ config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(["workdir"])
 
 
-class _OrbaxInfoFilter(pylogging.Filter):
-    """Drops orbax's many INFO lines per checkpoint (warnings and errors still show)."""
-
-    def filter(self, record: pylogging.LogRecord) -> bool:
-        return (
-            record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
-        )
-
-
-_ORBAX_INFO_FILTER = _OrbaxInfoFilter()  # one instance: adding it again is a no-op
-
-
 def _parse(argv: list[str]) -> list[str]:
     """absl's flag parsing and the config file's loading, with errors as one-line `UserError`s."""
     try:
@@ -63,7 +50,6 @@ def _parse(argv: list[str]) -> list[str]:
 def _train(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_logger().addFilter(_ORBAX_INFO_FILTER)
     parallel.maybe_initialize_distributed(FLAGS.config)  # before anything touches the devices
     logging.info("JAX process %d of %d", jax.process_index(), jax.process_count())
     logging.info("JAX local devices: %r", jax.local_devices())
@@ -96,7 +82,11 @@ def _run(args: list[str]) -> int:
     # config_flags finds `--config.x` overrides in sys.argv; absl's app.run ends by raising
     # SystemExit, turned here into a return value so that `srgan-jax train` can call this.
     saved_argv, sys.argv = sys.argv, ["srgan-jax train", *args]
-    FLAGS.unparse_flags()  # a second call in one process must not inherit the first one's flags
+    # A second call in one process must not inherit the first one's flags, nor find the
+    # `--config.x` flags config_flags defined for the first one's overrides (defined twice).
+    FLAGS.unparse_flags()
+    for name in [name for name in FLAGS if name.startswith("config.")]:
+        delattr(FLAGS, name)
     try:
         app.run(_train, argv=sys.argv, flags_parser=_parse)
     except SystemExit as exit_:

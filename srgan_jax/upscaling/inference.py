@@ -1,12 +1,13 @@
 """Upscaling images with a trained generator: `Upscaler`, `load_generator` and `upscale`.
 
 `Upscaler` is the float core: [0, 1] RGB in, [0, 1] RGB out, jit-compiled (XLA caches one executable
-per architecture and input shape), BN in inference mode, and tiled (see `tiling`) whenever an image
-does not fit the memory budget. Each image is first padded on every side with its own mirrored
-pixels, as wide as the receptive field, and the padding's output is cropped away: the network
-then sees image-like context at the border instead of zeros, so borders and very small images
-(down to 1x1) come out as they would inside a larger image. `upscale` is the one-call API on top of
-it for real images: numpy arrays or PIL images of any pixel type and layout (see `pixels`).
+per architecture and input shape), BN in inference mode, and tiled (see `tiling`: one window shape
+for every tile) whenever an image does not fit the memory budget. Each image is first padded on
+every side with its own mirrored pixels, as wide as the receptive field, and the padding's output
+is cropped away: the network then sees image-like context at the border instead of zeros, so
+borders and very small images (down to 1x1) come out as they would inside a larger image.
+`upscale` is the one-call API on top of it for real images: numpy arrays or PIL images of any
+pixel type and layout (see `pixels`).
 
 Nothing here imports TensorFlow; orbax is imported only when a training workdir is loaded.
 """
@@ -95,6 +96,19 @@ def _check_finite(sr: np.ndarray) -> None:
             )
 
 
+def check_model_name(model: Any) -> None:
+    """Raises `TypeError` unless `model` is a name, a path or None, and `ValueError` for an empty
+    name (which would otherwise mean the current folder, or nothing at all)."""
+    if model is not None and not isinstance(model, str | os.PathLike):
+        raise TypeError(
+            "the model must be a shipped model's name, a path to a model file or training "
+            f"workdir, or None (the default shipped model), got {type(model).__name__} {model!r}")
+    if model is not None and not os.fspath(model).strip():
+        raise ValueError(
+            f"the model name is empty; give a shipped model's name ({registry.describe_known()}), "
+            "a model file or a training workdir (or no model for the default)")
+
+
 class Upscaler:
     """A generator ready for inference: `upscaler(lr)` maps [0, 1] RGB to [0, 1] RGB, `scale`x.
 
@@ -130,6 +144,7 @@ class Upscaler:
     ) -> Upscaler:
         """Loads a model file, a training workdir's latest checkpoint or a shipped model by name
         (None: the default shipped model); see `registry.load_weights`."""
+        check_model_name(model)
         return cls(registry.load_weights(model), dtype=dtype, memory_budget=memory_budget)
 
     def with_dtype(self, dtype: Any) -> Upscaler:
@@ -188,15 +203,18 @@ class Upscaler:
         return max(int(min(by_budget, MAX_OUTPUT_PIXELS / self.scale**2)), 1)
 
     def max_tile(self) -> int:
-        """The largest square LR tile side one call may take (see `max_pixels`)."""
+        """The largest square LR window side one call may take (see `max_pixels`): a tile's kept
+        side plus its overlap on both sides."""
         return max(math.isqrt(self.max_pixels), 1)
 
-    def _tile_side(self, tile: int | None, height: int, width: int) -> int | None:
-        """The tile side for a padded `height` x `width` image: None for whole images (when they
-        fit the budget and no tile is asked for), else `tile` capped to `max_tile()`."""
-        if tile is None:
-            return None if height * width <= self.max_pixels else self.max_tile()
-        return min(tile, self.max_tile())
+    def tile_for(self, tile: int | None, overlap: int, height: int, width: int) -> int | None:
+        """The kept side of the tiles of a padded `height` x `width` image: None for whole images
+        (when they fit the budget and no tile is asked for), else `tile`, or the largest, capped
+        so that a window (`tiling.window_side`) fits `max_tile()`."""
+        if tile is None and height * width <= self.max_pixels:
+            return None
+        largest = max(self.max_tile() - 2 * overlap, 1)
+        return largest if tile is None else min(tile, largest)
 
     def _parts(self, height: int, width: int, tile: int | None = None,
               tile_overlap: int | None = None) -> int:
@@ -204,10 +222,10 @@ class Upscaler:
         takes: the unit of the progress callback."""
         margin = self.receptive_field
         padded = (height + 2 * margin, width + 2 * margin)
-        side = self._tile_side(tile, *padded)
+        overlap = self.receptive_field if tile_overlap is None else tile_overlap
+        side = self.tile_for(tile, overlap, *padded)
         if side is None:
             return 1
-        overlap = self.receptive_field if tile_overlap is None else tile_overlap
         return len(plan_tiles(*padded, side, overlap, margin))
 
     def __call__(
@@ -221,10 +239,12 @@ class Upscaler:
         """Upscales float RGB in [0, 1], (H, W, 3) or a same-size batch (N, H, W, 3).
 
         Args:
-          tile: LR tile side. None: whole images (as many per call as `max_pixels` allows),
-            tiling only images that do not fit, with tiles of at most `max_tile()`. An explicit
-            tile is capped to `max_tile()` too, so that no call exceeds the memory budget.
-          tile_overlap: LR pixels of context kept around each tile (default, and the smallest
+          tile: the LR pixels each tile keeps, a side (Real-ESRGAN's meaning); each tile reads
+            `tile_overlap` more on every side. None: whole images (as many per call as
+            `max_pixels` allows), tiling only images that do not fit, with the largest tiles that
+            do. An explicit tile is capped the same way, so that no call exceeds the memory
+            budget.
+          tile_overlap: LR pixels of context read around each tile (default, and the smallest
             value for which tiling changes nothing: `receptive_field`).
           progress: called as `progress(done, total)` after each model call.
 
@@ -247,7 +267,7 @@ class Upscaler:
         margin, s = self.receptive_field, self.scale
         padded = np.pad(batch, ((0, 0), (margin, margin), (margin, margin), (0, 0)),
                         mode=BORDER_PADDING)
-        side = self._tile_side(tile, *padded.shape[1:3])
+        side = self.tile_for(tile, overlap, *padded.shape[1:3])
         out = np.empty((n, height * s, width * s, 3), np.float32)
         if side is None:
             per_call = max(self.max_pixels // (padded.shape[1] * padded.shape[2]), 1)
@@ -298,6 +318,7 @@ def _as_upscaler(model: Any, dtype: Any) -> Upscaler:
     if model is None:
         model = registry.shipped_model_path()
     if isinstance(model, str | os.PathLike):
+        check_model_name(model)
         path = os.path.abspath(os.fspath(model))
         if not os.path.exists(path):
             return Upscaler.from_path(model, dtype=dtype)  # a shipped model's name, or an error

@@ -3,15 +3,18 @@
 A tile's border pixels see padding where the full image would have real neighbours, and that
 difference spreads inwards by the network's receptive-field radius. Pixels further than that radius
 from every tile edge that is not an image edge are therefore *exactly* what the untiled network
-computes (eval-mode BN makes the net translation-equivariant), so tiles overlap by a margin of at
-least the radius on each side and only their centres are kept. No feathered blending is needed,
-and the tiled result equals the untiled one up to float rounding.
+computes (eval-mode BN makes the net translation-equivariant), so each tile keeps only its centre,
+`tile` pixels a side (Real-ESRGAN's `--tile`), and is read with an `overlap` (`--tile_pad`) of at
+least the radius on each side. No feathered blending is needed, and the tiled result equals the
+untiled one up to float rounding. Tiling costs only the overlap: a tile computes
+(tile + 2 * overlap)^2 pixels to keep tile^2.
 
-Tiles never extend past the image: the last tile of a row or column is shifted back to end at the
-image edge, so every tile of an image has the same shape (one compilation). The image itself may
-carry a `margin` of padding on each side (`srgan_jax.upscaling.inference` adds the receptive field
-of mirrored pixels, so that the image's own border sees image-like context): its output is not
-kept, and tiles that would keep only margin are never run.
+Every window of an image has the same shape, tile + 2 * overlap a side (the axis' length when it
+is shorter), so that one compilation serves every tile, and every image whose sides reach it: the
+last window of a row or column is shifted back to end at the image edge rather than cut short.
+The image itself may carry a `margin` of padding on each side (`srgan_jax.upscaling.inference`
+adds the receptive field of mirrored pixels, so that the image's own border sees image-like
+context): it is read as context, and its output is never kept.
 """
 from __future__ import annotations
 
@@ -47,36 +50,34 @@ def check_tile(tile: int | None, overlap: int) -> None:
     """Raises `ValueError` unless `tile` (None: automatic) and `overlap` can tile an image."""
     if overlap < 0:
         raise ValueError(f"the tile overlap must be >= 0, got {overlap}")
-    if tile is not None and tile <= 2 * overlap:
-        raise ValueError(
-            f"the tile size {tile} must be larger than twice the tile overlap ({overlap}) "
-            "so that each tile keeps some pixels"
-        )
+    if tile is not None and tile < 1:
+        raise ValueError(f"the tile size must be at least 1 pixel, got {tile}")
 
 
-def split_axis(length: int, tile: int, overlap: int) -> list[Span]:
-    """Covers [0, length) with equal windows of at most `tile` pixels whose kept parts partition it.
+def window_side(tile: int, overlap: int) -> int:
+    """The pixels a tile reads along each axis: what it keeps and its overlap on both sides."""
+    return tile + 2 * overlap
 
-    Uses the fewest windows possible, each shrunk to the size that just covers the axis (a 3000
-    pixel axis in tiles of at most 715 with overlap 40 takes 5 windows of 664, not 5 of 715).
-    Neighbouring windows overlap by at least 2 * `overlap`, and every kept pixel is at least
-    `overlap` pixels away from any window edge that is not an image edge.
+
+def split_axis(length: int, tile: int, overlap: int, margin: int = 0) -> list[Span]:
+    """Covers [margin, length - margin) with kept parts of at most `tile` pixels, the fewest
+    possible, each inside a window of `window_side(tile, overlap)` pixels (the whole axis when it
+    is not longer), so that every kept pixel has `overlap` pixels of context on both sides, or
+    the axis' end. All windows have one size: the last is shifted back to end at the axis' end.
     """
-    if length < 1:
-        raise ValueError(f"cannot tile an axis of length {length}")
-    if length <= tile:
-        return [Span(0, length, 0, length)]
     check_tile(tile, overlap)
-    count = math.ceil((length - 2 * overlap) / (tile - 2 * overlap))
-    stride = math.ceil((length - 2 * overlap) / count)
-    tile = stride + 2 * overlap
-    starts = [min(i * stride, length - tile) for i in range(count)]
-    # Cut between neighbours in the middle of their shared valid region, which is never empty:
-    # start[i+1] + overlap <= start[i] + tile - overlap because start[i+1] - start[i] <= stride.
-    cuts = [0]
-    cuts += [(starts[i + 1] + starts[i] + tile) // 2 for i in range(count - 1)]
-    cuts += [length]
-    return [Span(s, s + tile, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]
+    inner = length - 2 * margin
+    if inner < 1:
+        raise ValueError(f"cannot tile an axis of length {length} with a margin of {margin}")
+    window = window_side(tile, overlap)
+    if length <= window:
+        return [Span(0, length, margin, length - margin)]
+    spans = []
+    for keep_start in range(margin, length - margin, tile):
+        start = min(max(keep_start - overlap, 0), length - window)
+        spans.append(Span(start, start + window, keep_start, min(keep_start + tile,
+                                                                  length - margin)))
+    return spans
 
 
 class Tile(NamedTuple):
@@ -87,20 +88,10 @@ class Tile(NamedTuple):
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, margin: int = 0) -> list[Tile]:
-    """Row-major tiles of a `height` x `width` image, all of one shape of at most tile x tile.
-
-    Tiles that would keep only pixels of the `margin` around the image are left out, and kept
-    parts are clipped to the image within the margin.
-    """
-    def inside(length: int) -> list[Span]:
-        spans = []
-        for span in split_axis(length, tile, overlap):
-            start, stop = max(span.keep_start, margin), min(span.keep_stop, length - margin)
-            if start < stop:
-                spans.append(span._replace(keep_start=start, keep_stop=stop))
-        return spans
-
-    return [Tile(rows, cols) for rows in inside(height) for cols in inside(width)]
+    """Row-major tiles of a `height` x `width` image (`split_axis` on each axis), all of one
+    shape, keeping every pixel inside the `margin` exactly once."""
+    rows, cols = (split_axis(length, tile, overlap, margin) for length in (height, width))
+    return [Tile(r, c) for r in rows for c in cols]
 
 
 def upscale_tiled(
@@ -115,7 +106,7 @@ def upscale_tiled(
     on_tile: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """Upscales a host (H, W, C) image tile by tile into `out`, its (s(H - 2m), s(W - 2m), C')
-    output without the `margin` m.
+    output without the `margin` m; `tile` is the side each tile keeps (see `split_axis`).
 
     `run` maps a [1, h, w, C] host tile to a [1, sh, sw, C'] array; it may return before the result
     is computed (a device array), so the next tile is dispatched before the previous result is

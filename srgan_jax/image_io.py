@@ -13,23 +13,28 @@ with the byte order of its raw mode swapped (which yields the low bytes), so the
 all the work. For the same reason `write_image` writes 16-bit PNG and TIFF files with the small
 encoders below (zlib, PNG Paeth filter / TIFF deflate with horizontal predictor).
 
-Every failure to read a file raises `ImageReadError`, whose message names the file.
+Every failure to read a file raises `ImageReadError`, whose message names the file. Folders
+contribute every raster format Pillow knows (`scan_images`, which also names what it leaves out:
+a sub-folder it cannot read, a pipe named like an image); files are written through
+`output_paths.write_output` (whole or not at all, never over a file that appeared meanwhile unless
+asked to).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import os
 import pathlib
+import stat
 import struct
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+
+from srgan_jax.output_paths import write_output
 
 EXIF_ORIENTATION = 0x0112
 FILE_FORMATS = {  # file extension -> Pillow format name, for `write_image`
@@ -41,8 +46,17 @@ FILE_FORMATS = {  # file extension -> Pillow format name, for `write_image`
     ".tiff": "TIFF",
     ".bmp": "BMP",
 }
-# The image files folders contribute (extension, any case): the formats `write_image` writes.
-IMAGE_EXTENSIONS = frozenset(FILE_FORMATS)
+WRITABLE_EXTENSIONS = frozenset(FILE_FORMATS)
+# Pillow formats registered for extensions that are not raster images (stubs that need a plugin
+# handler, vector and document formats, metadata): folders do not contribute such files.
+_NOT_RASTER = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS", "PDF", "IPTC", "PALM"})
+# Photo formats this Pillow may have no decoder for: listed all the same, so that such a file in
+# a folder gets a line saying it cannot be read instead of being passed over in silence.
+_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".avif", ".jxl"})
+# The image files folders contribute (extension, any case): every raster format Pillow knows.
+IMAGE_EXTENSIONS = frozenset(
+    {ext for ext, name in Image.registered_extensions().items() if name not in _NOT_RASTER}
+    | _PHOTO_EXTENSIONS)
 _EIGHT_BIT_ONLY = frozenset({"JPEG", "WEBP", "BMP"})
 
 # Raw modes in which Pillow keeps only the high byte of 16-bit samples, and the byte-order swap
@@ -88,17 +102,71 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[pathlib.Path]:
-    """The image files in `folder` (and its sub-folders when `recursive`), sorted by path.
+def is_writable_image(path: str | os.PathLike) -> bool:
+    """Whether `write_image` writes the format `path`'s extension names (any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in WRITABLE_EXTENSIONS
 
-    Raises `NotADirectoryError` (an `OSError`) naming `folder` if it is not a folder; an empty
-    list means the folder holds no image files.
+
+@dataclasses.dataclass(frozen=True)
+class FolderScan:
+    """The image files of a folder, sorted by path, and one line for each thing left out: a
+    sub-folder that could not be read, an image name that is not a regular file (a pipe)."""
+
+    files: list[pathlib.Path]
+    problems: list[str]
+
+
+def scan_images(folder: str | os.PathLike, *, recursive: bool = True) -> FolderScan:
+    """The image files (`is_image_file`) in `folder`, and its sub-folders when `recursive`.
+
+    Raises `NotADirectoryError` (an `OSError`) naming `folder` if it is not a folder. Symbolic
+    links to folders are not followed (a link cycle would never end); links to files are.
     """
     root = pathlib.Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: no such folder")
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    return sorted(p for p in candidates if p.is_file() and is_image_file(p))
+    files, problems = [], []
+
+    def unreadable(error: OSError) -> None:
+        problems.append(f"{error.filename}: cannot read this folder ({error.strerror}); "
+                        "the images in it were left out")
+
+    for directory, subfolders, names in os.walk(root, onerror=unreadable):
+        if not recursive:
+            subfolders.clear()
+        for name in names:
+            path = pathlib.Path(directory, name)
+            if not is_image_file(path):
+                continue
+            kind = "a broken symbolic link" if not path.exists() else special_file_kind(path)
+            if kind:
+                problems.append(f"{path}: {kind}, not an image file; left out")
+            else:
+                files.append(path)
+    return FolderScan(sorted(files), sorted(problems))
+
+
+def special_file_kind(path: pathlib.Path) -> str | None:
+    """What `path` is when it is not a regular file ('a named pipe', ...), else None."""
+    mode = path.stat().st_mode
+    kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return next((kind for test, kind in kinds.items() if test(mode)), None)
+
+
+def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[pathlib.Path]:
+    """The image files in `folder` (and its sub-folders when `recursive`), sorted by path.
+
+    Raises `NotADirectoryError` (an `OSError`) naming `folder` if it is not a folder, and an
+    `OSError` with the first line of `scan_images`' problems if anything could not be listed: a
+    dataset read in part would give numbers for other images than the ones asked for. An empty
+    list means the folder holds no image files.
+    """
+    scan = scan_images(folder, recursive=recursive)
+    if scan.problems:
+        more = f" (and {len(scan.problems) - 1} more)" if len(scan.problems) > 1 else ""
+        raise OSError(scan.problems[0] + more)
+    return scan.files
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -127,8 +195,11 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(to_rgb(to_uint8(read_image(path).pixels)))
 
 
-def read_image(path: str | os.PathLike) -> ImageData:
+def read_image(path: str | os.PathLike, *, single_frame: bool = False) -> ImageData:
     """The image at `path` at full fidelity (see `ImageData`), upright per its EXIF orientation.
+
+    With `single_frame`, animated and multi-page files are refused (`ImageReadError` with their
+    frame count) instead of read as their first frame.
 
     Mode conversions: 1-bit -> gray; palette -> RGB, or RGBA when it has transparency; gray or RGB
     with a transparent colour (8 or 16 bits) -> RGBA; LA stays gray + alpha (premultiplied La is
@@ -140,6 +211,11 @@ def read_image(path: str | os.PathLike) -> ImageData:
     name = os.fspath(path)
     try:
         with Image.open(name) as image:
+            frames = int(getattr(image, "n_frames", 1))
+            if single_frame and frames > 1:
+                raise ImageReadError(
+                    f"{name}: animated or multi-page image ({frames} frames); srgan-jax upscales "
+                    "single images: extract the frames first (e.g. ffmpeg -i in.gif frame%04d.png)")
             tiles = list(image.tile)
             image.load()
             orientation = image.getexif().get(EXIF_ORIENTATION, 1)
@@ -154,7 +230,10 @@ def read_image(path: str | os.PathLike) -> ImageData:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError
             ) as error:
-        raise ImageReadError(f"{name}: cannot read image ({error})") from error
+        reason, extension = str(error), os.path.splitext(name)[1].lower()
+        if extension not in Image.registered_extensions() and os.path.isfile(name):
+            reason = f"this Pillow has no decoder for {extension} files; convert it to PNG first"
+        raise ImageReadError(f"{name}: cannot read image ({reason})") from error
     pixels = np.ascontiguousarray(apply_orientation(pixels, orientation))
     return ImageData(pixels, _matching_icc(icc_profile, pixels), file_format, name)
 
@@ -279,6 +358,7 @@ def write_image(
     *,
     icc_profile: bytes | None = None,
     quality: int = 95,
+    overwrite: bool = True,
 ) -> None:
     """Writes uint8/uint16 gray, gray + alpha, RGB or RGBA pixels to `path`, in the format its
     extension names.
@@ -287,8 +367,9 @@ def write_image(
     Pillow can read back). JPEG, WebP and BMP are 8-bit: 16-bit samples are scaled with
     `to_uint8`; JPEG also drops alpha; WebP and BMP, which have no gray + alpha, take it as RGBA.
     `icc_profile` (default: the one `image` carries) is embedded where the format allows and its
-    colour space fits the pixels. `quality` applies to JPEG and WebP. The file appears atomically:
-    it is written beside `path`, then renamed.
+    colour space fits the pixels. `quality` applies to JPEG and WebP. The file appears whole or
+    not at all, through `output_paths.write_output`: without `overwrite`, an existing `path` is
+    kept (`OutputExistsError`), even one that appears while this call runs.
     """
     name = os.fspath(path)
     file_format = FILE_FORMATS.get(os.path.splitext(name)[1].lower())
@@ -319,7 +400,7 @@ def write_image(
             options["icc_profile"] = icc_profile
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format=file_format, **options)
         data = buffer.getvalue()
-    _atomic_write(name, data)
+    write_output(name, data, overwrite=overwrite)
 
 
 def _check_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
@@ -331,28 +412,6 @@ def _check_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
     if min(pixels.shape[:2]) < 1:
         raise ValueError(f"{name}: empty image of shape {pixels.shape}")
     return pixels
-
-
-@functools.cache
-def _file_mode() -> int:
-    """Permission bits of a newly created file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(name: str, data: bytes) -> None:
-    """Writes `data` to a temporary file in the target's folder, then renames it over `name`."""
-    directory, base = os.path.split(os.path.abspath(name))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{base}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, _file_mode())
-        os.replace(temporary, name)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -4,7 +4,10 @@ Nothing is lost (inputs and existing files are never written over, and a refused
 run before anything is computed), a bad image fails only itself, and every error is one line.
 """
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -239,3 +242,76 @@ def test_verbose_shows_the_traceback(capsys, tmp_path):
 def test_a_method_is_required(capsys, some):
     code, _, err = run(capsys, some / "Set5")
     assert code == cli.EXIT_USAGE and "one of the arguments --bicubic --model --workdir" in err
+
+
+# --- Issue 24: races, streams, strict JSON, nothing measured in part --------------------------
+
+def test_a_report_another_run_writes_meanwhile_is_kept(capsys, some, tmp_path, monkeypatch):
+    """Was: two `evaluate --json` on one path both wrote it, and one set of results was lost."""
+    report = tmp_path / "r.json"
+    real_score = protocol.score
+
+    def other_run_finishes_first(*args):
+        if not report.exists():
+            report.write_text('{"the other run": 1}')
+        return real_score(*args)
+
+    monkeypatch.setattr(protocol, "score", other_run_finishes_first)
+    code, out, err = run(capsys, "--bicubic", some / "Set5", "--json", report)
+    assert code == cli.EXIT_FAILED and "| Set5 | 2 |" in out  # this run's table is printed
+    assert err.splitlines()[-1] == (f"srgan-jax evaluate: {report} exists; it was kept (pass "
+                                    "--overwrite to replace it)")
+    assert json.loads(report.read_text()) == {"the other run": 1}
+
+
+def test_json_to_stdout_goes_into_the_pipe(some, tmp_path):
+    """Was: `--json /dev/stdout | cat` replaced the /dev/stdout link with a regular file (as
+    root, the system's own). /proc/self/fd/1 is what /dev/stdout points to."""
+    done = subprocess.run([sys.executable, "-m", "srgan_jax.cli", "evaluate", "--bicubic",
+                           str(some / "Set5"), "--json", "/proc/self/fd/1"],
+                          capture_output=True, text=True, check=True)
+    table, report = done.stdout.split("\n{", 1)
+    assert "| Set5 | 2 |" in table
+    assert json.loads("{" + report)["results"]["bicubic"][0]["num_images"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some"]
+
+
+def test_json_is_strict_even_for_an_infinite_psnr(capsys, tmp_path):
+    """Was: a bare `Infinity` (a flat image comes back exactly), which strict parsers reject."""
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(tmp_path / "flat" / "grey.png")
+    code, out, _ = run(capsys, "--bicubic", tmp_path / "flat", "--json", tmp_path / "r.json")
+    assert code == cli.EXIT_OK and "| flat | 1 | inf |" in out
+
+    def no_constants(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    report = json.loads((tmp_path / "r.json").read_text(), parse_constant=no_constants)
+    row = report["results"]["bicubic"][0]
+    assert row["psnr"] is None and row["images"][0]["psnr"] is None and row["ssim"] == 1.0
+
+
+def test_a_folder_read_in_part_is_never_a_clean_result(capsys, some, monkeypatch):
+    """Was: a sub-folder that could not be read was skipped, and the PSNR of the rest printed
+    with exit 0. Now nothing is measured: one line, exit 1."""
+    locked = some / "Set5" / "more"
+    locked.mkdir()
+    Image.open(some / "Set5" / "baby.png").save(locked / "x.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as root ignores folder modes, the refusal is the listing's
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = run(capsys, "--bicubic", some / "Set5")
+    assert code == cli.EXIT_FAILED and out == ""
+    assert err == (f"srgan-jax evaluate: {locked}: cannot read this folder (Permission denied); "
+                   "the images in it were left out\n")
+
+
+def test_an_empty_model_name_is_refused(capsys, some):
+    code, out, err = run(capsys, "--model", "", some / "Set5")
+    assert code == cli.EXIT_FAILED and out == ""
+    assert err.startswith("srgan-jax evaluate: the model name is empty; ")

@@ -281,3 +281,53 @@ def test_list_images_by_extension_recursive_or_not(tmp_path):
     assert [p.name for p in flat] == ["a.jpg", "b.PNG"]
     with pytest.raises(NotADirectoryError, match="nowhere"):
         image_io.list_images(tmp_path / "nowhere")
+
+
+def test_folders_list_every_raster_format_and_name_what_they_leave_out(tmp_path, monkeypatch):
+    """Was: a folder listed only the formats srgan-jax writes, so GIF, AVIF and HEIC files were
+    passed over in silence, as were sub-folders it could not read and pipes named like images."""
+    (tmp_path / "sub").mkdir()
+    for name in ("a.gif", "b.avif", "c.HEIC", "d.png", "sub/e.jpg", "notes.txt", "model.h5"):
+        (tmp_path / name).write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as root ignores folder modes, the refusal is the listing's
+        if os.fspath(path) == os.fspath(tmp_path / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    scan = image_io.scan_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == [
+        "a.gif", "b.avif", "c.HEIC", "d.png", "sub/e.jpg"]
+    assert scan.problems == [
+        f"{tmp_path / 'gone.png'}: a broken symbolic link, not an image file; left out",
+        f"{tmp_path / 'locked'}: cannot read this folder (Permission denied); the images in it "
+        "were left out",
+        f"{tmp_path / 'pipe.png'}: a named pipe, not an image file; left out"]
+    with pytest.raises(OSError) as error:  # what training and evaluation read: all or nothing
+        image_io.list_images(tmp_path)
+    assert str(error.value) == scan.problems[0] + " (and 2 more)"
+    assert image_io.is_writable_image("x.PNG") and not image_io.is_writable_image("x.gif")
+
+
+def test_single_frame_reads_refuse_animations_inside_the_read(tmp_path):
+    frames = [Image.fromarray(random_pixels((4, 4, 3))) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "anim.gif").pixels.shape == (4, 4, 3)  # the first frame
+    with pytest.raises(ImageReadError) as error:
+        read_image(tmp_path / "anim.gif", single_frame=True)
+    assert str(error.value) == (
+        f"{tmp_path / 'anim.gif'}: animated or multi-page image (3 frames); srgan-jax upscales "
+        "single images: extract the frames first (e.g. ffmpeg -i in.gif frame%04d.png)")
+
+
+def test_writes_keep_a_file_that_exists_unless_overwrite(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="exists; it was kept"):
+        write_image(path, random_pixels((4, 4, 3)), overwrite=False)
+    assert path.read_bytes() == b"old"

@@ -1,7 +1,12 @@
 """Upscale and export under bad input and faults (issue 14): each case with its message and exit
 status. Nothing garbled with exit 0, nothing written where it must not be, no traceback."""
+import errno
+import os
 import pathlib
+import re
+import struct
 import warnings
+import zlib
 
 import jax
 import ml_collections
@@ -14,7 +19,7 @@ from PIL import Image
 import srgan_jax
 from srgan_jax import cli
 from srgan_jax.training import checkpoints
-from srgan_jax.upscaling import inference, model_file, upscale_cli
+from srgan_jax.upscaling import inference, model_file, registry, upscale_cli
 from srgan_jax.upscaling.inference import NonFiniteOutputError, Upscaler
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -255,7 +260,10 @@ def test_an_explicit_tile_too_large_for_the_budget_is_capped(model, tmp_path, mo
     status, err = run(capsys, "upscale", str(path), "-o", str(tmp_path / "out"),
                       "--model", str(model), "--tile", "4000")
     assert status == 0
-    assert "--tile 4000 needs about" in err and "using tiles of" in err
+    capped = Upscaler.from_path(model, memory_budget=2 << 20).max_tile() - 2 * 12
+    assert re.search(r"^srgan-jax upscale: --tile 4000 \(read with 12 pixels of overlap on each "
+                     r"side\) needs about [0-9.]+ GiB, more than the memory budget \(0\.0 GiB\); "
+                     rf"using tiles of {capped}$", err, re.MULTILINE), err
     expected = srgan_jax.upscale(Upscaler.from_path(model, memory_budget=1 << 40), rgb(80, 90))
     out = np.asarray(Image.open(tmp_path / "out" / "big_x4.png"))
     assert np.abs(out.astype(int) - expected).max() <= 1
@@ -302,3 +310,270 @@ def test_export_of_a_checkpoint_without_its_generator_is_one_line(workdir, tmp_p
     status, err = run(capsys, "export", "--workdir", str(workdir), "-o", str(tmp_path / "m"))
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert err.startswith("srgan-jax export: ") and "generator" in err
+
+
+# --- Issue 24: races, odd targets, silent partial work, early checks --------------------------
+
+def write_png(path: pathlib.Path, h=6, w=7, seed=0) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb(h, w, seed)).save(path)
+    return path
+
+
+def error_lines(err: str) -> list[str]:
+    """The `srgan-jax ...` lines of stderr, without the progress lines of a log."""
+    return [line for line in err.splitlines() if line.startswith("srgan-jax ")]
+
+
+def outputs(folder: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_an_output_another_run_writes_meanwhile_is_kept(model, tmp_path, monkeypatch, capsys):
+    """Was: two upscales into one -o (different models, no --overwrite) both reported every image
+    written, and the first run's outputs were silently replaced. Here the other run writes
+    b_x4.png while this one computes: it is kept, and this run says so and exits 1."""
+    a, b = write_png(tmp_path / "in" / "a.png"), write_png(tmp_path / "in" / "b.png", 5, 5)
+    out = tmp_path / "out"
+    real = upscale_cli.upscale_pixels
+
+    def other_run_finishes_first(upscaler, pixels, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / "b_x4.png").write_bytes(b"the other run's image")
+        return real(upscaler, pixels, **kwargs)
+
+    monkeypatch.setattr(upscale_cli, "upscale_pixels", other_run_finishes_first)
+    status, err = run(capsys, "upscale", str(a), str(b), "-o", str(out), "--model", str(model))
+    assert status == 1
+    lines = error_lines(err)
+    assert lines[0] == (f"srgan-jax upscale: {b}: {out / 'b_x4.png'} exists; it was kept (pass "
+                        "--overwrite to replace it)")
+    assert lines[1].startswith(f"srgan-jax upscale: 1 image(s) written to {out} in ")
+    assert len(lines) == 2
+    assert (out / "b_x4.png").read_bytes() == b"the other run's image"
+    assert outputs(out) == ["a_x4.png", "b_x4.png"]
+
+
+def unreadable(folder: pathlib.Path, monkeypatch) -> None:
+    """`folder` made unreadable: by its mode, and (as root ignores modes) by its listing."""
+    folder.chmod(0)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == os.fspath(folder):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_subfolder_that_cannot_be_read_is_named(model, tmp_path, monkeypatch, capsys):
+    """Was: skipped without a word, exit 0 with its outputs missing."""
+    write_png(tmp_path / "in" / "a.png")
+    write_png(tmp_path / "in" / "locked" / "b.png")
+    unreadable(tmp_path / "in" / "locked", monkeypatch)
+    try:
+        status, err = run(capsys, "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                          "--model", str(model))
+    finally:
+        (tmp_path / "in" / "locked").chmod(0o755)
+    assert status == 1
+    assert error_lines(err)[0] == (f"srgan-jax upscale: {tmp_path / 'in' / 'locked'}: cannot "
+                                   "read this folder (Permission denied); the images in it were "
+                                   "left out")
+    assert error_lines(err)[-1].endswith(", 1 failed (see the lines above)")
+    assert outputs(tmp_path / "out") == ["a_x4.png"]
+
+
+def test_every_image_format_in_a_folder_is_read_or_named(model, tmp_path, capsys):
+    """Was: .avif, .heic and GIF files in a folder were skipped without a word (named directly,
+    they were read). Now a still GIF and an AVIF are upscaled (to PNG: srgan-jax writes neither),
+    an animated GIF and a HEIC this Pillow cannot decode each get a line."""
+    folder = tmp_path / "in"
+    write_png(folder / "a.png")
+    Image.fromarray(rgb(5, 6, 1)).save(folder / "still.gif")
+    Image.fromarray(rgb(5, 6, 2)).save(folder / "photo.avif")
+    frames = [Image.fromarray(rgb(4, 4, seed)) for seed in range(2)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    (folder / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    (folder / "notes.txt").write_text("not an image, and not an error")
+    status, err = run(capsys, "upscale", str(folder), "-o", str(tmp_path / "out"),
+                      "--model", str(model))
+    assert status == 1
+    lines = error_lines(err)
+    assert lines[0] == (f"srgan-jax upscale: {folder / 'anim.gif'}: animated or multi-page image "
+                        "(2 frames); srgan-jax upscales single images: extract the frames first "
+                        "(e.g. ffmpeg -i in.gif frame%04d.png)")
+    heic = "" if ".heic" in Image.registered_extensions() else (
+        f"srgan-jax upscale: {folder / 'phone.heic'}: cannot read image (this Pillow has no "
+        "decoder for .heic files; convert it to PNG first)")
+    assert heic in lines and lines[-1].endswith(", 2 failed (see the lines above)")
+    assert outputs(tmp_path / "out") == ["a_x4.png", "photo_x4.png", "still_x4.png"]
+
+
+def test_a_fifo_named_like_an_image_is_named_never_read(model, tmp_path, capsys):
+    """Was: a FIFO named .png was reported as missing (and reading it would block forever)."""
+    fifo = tmp_path / "in" / "pipe.png"
+    write_png(tmp_path / "in" / "a.png")
+    os.mkfifo(fifo)
+    status, err = run(capsys, "upscale", str(fifo), "-o", str(tmp_path / "one"),
+                      "--model", str(model))
+    assert status == 1 and error_lines(err)[0] == (
+        f"srgan-jax upscale: {fifo}: a named pipe, not an image file")
+    status, err = run(capsys, "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                      "--model", str(model))
+    assert status == 1 and error_lines(err)[0] == (
+        f"srgan-jax upscale: {fifo}: a named pipe, not an image file; left out")
+    assert outputs(tmp_path / "out") == ["a_x4.png"]
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "glob"])
+def test_outputs_an_input_would_read_again_are_refused(model, tmp_path, capsys, where):
+    """Was: -o equal to the input folder upscaled last run's outputs again (a_x4_x4.png)."""
+    folder = tmp_path / "photos"
+    source = write_png(folder / "a.png")
+    item, out = {"same": (folder, folder), "inside": (folder, folder / "big"),
+                 "glob": (folder / "*.png", folder)}[where]
+    before = outputs(folder)
+    status, err = run(capsys, "upscale", str(item), "-o", str(out), "--model", str(model))
+    target = out / "a_x4.png"
+    assert status == 1 and err == (
+        f"srgan-jax upscale: -o {out}: the outputs would be inputs of the next run ({target} is "
+        f"read by {item}), which would upscale them again; write them outside it\n")
+    assert outputs(folder) == before
+    if where == "glob":  # a glob the outputs do not match is fine
+        status, _ = run(capsys, "upscale", str(folder / "*.png"), "-o", str(folder),
+                        "--ext", "jpg", "--model", str(model))
+        assert status == 0 and outputs(folder) == ["a.png", "a_x4.jpg"]
+        assert source.read_bytes() == Image.open(source).tobytes() or source.is_file()
+
+
+def test_a_decompression_bomb_fails_alone(model, tmp_path, capsys):
+    """Was (a regression): the animated-image check opened files outside the per-file error
+    handling, and Pillow's decompression-bomb error stopped the whole batch with a traceback."""
+    bomb = tmp_path / "in" / "bomb.png"
+    write_png(tmp_path / "in" / "a.png")
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(b"\0" * 64)), (b"IEND", b"")]
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks))
+    status, err = run(capsys, "upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                      "--model", str(model))
+    assert status == 1 and error_lines(err)[0] == (
+        f"srgan-jax upscale: {bomb}: cannot read image (Image size (10000000000 pixels) exceeds "
+        "limit of 178956970 pixels, could be decompression bomb DOS attack.)")
+    assert outputs(tmp_path / "out") == ["a_x4.png"]
+
+
+def test_a_model_file_of_an_impossible_scale_is_named(model, tmp_path, photo, capsys):
+    """Was: 'Generator.scale must be 2, 4 or 8' without the file's name."""
+    document = serialization.msgpack_restore(model.read_bytes())
+    document["config"]["scale"] = 3
+    document["checksum"] = model_file.checksum(document["config"], document["variables"])
+    path = tmp_path / "x3.msgpack"
+    path.write_bytes(serialization.msgpack_serialize(document))
+    status, err = run(capsys, "upscale", str(photo), "-o", str(tmp_path / "out"),
+                      "--model", str(path))
+    assert status == 1 and err == (
+        f"srgan-jax upscale: {path}: Generator.scale must be 2, 4 or 8, got 3\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "existing"])
+def test_an_existing_file_as_output_folder_is_refused_before_computing(model, tmp_path,
+                                                                      monkeypatch, capsys, name):
+    """Was: found only after every image was computed (the README says outputs are checked
+    first)."""
+    write_png(tmp_path / "in" / "a.png")
+    out = tmp_path / name
+    out.write_text("the user's file")
+    monkeypatch.setattr(upscale_cli, "upscale_pixels", lambda *a, **k: pytest.fail("computed"))
+    status, err = run(capsys, "upscale", str(tmp_path / "in"), "-o", str(out),
+                      "--model", str(model))
+    assert status == 1 and err == (
+        f"srgan-jax upscale: -o {out}: is a file, not a folder; name a folder for the outputs "
+        "(or, for a single input file, an image file)\n")
+    assert out.read_text() == "the user's file"
+
+
+def test_the_default_suffix_follows_the_output_scale(model, photo, tmp_path, capsys):
+    """Was: -s 2 wrote photo_x4.png (the model's scale), against the README's own example."""
+    for scale in ("2", "3.5"):
+        status, _ = run(capsys, "upscale", str(photo), "-s", scale, "-o", str(tmp_path / "out"),
+                        "--model", str(model))
+        assert status == 0
+    assert outputs(tmp_path / "out") == ["photo_x2.png", "photo_x3.5.png"]
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(model, tmp_path, capsys):
+    bad = tmp_path / "in" / "two\nlines.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an image")
+    status, err = run(capsys, "upscale", str(bad), "-o", str(tmp_path / "out"),
+                      "--model", str(model))
+    escaped = str(bad).replace("\n", "\\n")
+    lines = error_lines(err)
+    assert status == 1 and lines[0].startswith(f"srgan-jax upscale: {escaped}: cannot read image (")
+    assert len(lines) == 2 and "lines.png" not in err.replace(escaped, "")  # one line, + summary
+
+
+@pytest.mark.parametrize(("model_name", "error", "message"), [
+    ("", ValueError, "the model name is empty; give a shipped model's name (srresnet_mse_x4 "
+                     "(default), srgan_mse_x4), a model file or a training workdir (or no model "
+                     "for the default)"),
+    (123, TypeError, "the model must be a shipped model's name, a path to a model file or "
+                     "training workdir, or None (the default shipped model), got int 123"),
+])
+def test_load_generator_names_what_is_wrong_with_its_argument(model_name, error, message):
+    """Was: '' gave an invisible name (': no such model file'), 123 a bare TypeError."""
+    with pytest.raises(error) as caught:
+        srgan_jax.load_generator(model_name)
+    assert str(caught.value) == message
+    with pytest.raises(error):
+        srgan_jax.upscale(model_name, rgb(2, 2))
+
+
+@pytest.mark.parametrize("command", ["upscale", "export"])
+def test_an_empty_model_name_on_the_command_line_is_refused(tmp_path, photo, capsys, command):
+    """Was: --model '' silently meant the default model."""
+    argv = [str(photo)] if command == "upscale" else []
+    status, err = run(capsys, command, *argv, "--model", "", "-o", str(tmp_path / "out.png"))
+    assert status == 1 and err.startswith(f"srgan-jax {command}: the model name is empty;")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_export_into_a_missing_folder_creates_it(model, tmp_path, capsys):
+    """Was: export -o into a missing folder failed naming only its temporary path."""
+    target = tmp_path / "new" / "folder" / "model.msgpack"
+    status, _ = run(capsys, "export", "--model", str(model), "-o", str(target))
+    assert status == 0 and model_file.load_model(target)[0] == TINY
+    blocked = tmp_path / "afile" / "model.msgpack"
+    (tmp_path / "afile").write_text("a file")
+    status, err = run(capsys, "export", "--model", str(model), "-o", str(blocked))
+    assert status == 1 and err == (f"srgan-jax export: {blocked} cannot be written: "
+                                   f"{tmp_path / 'afile'} is a file, not a folder\n")
+
+
+def test_export_never_replaces_the_model_it_exports(model, tmp_path, capsys):
+    copy = tmp_path / "m.msgpack"
+    copy.write_bytes(model.read_bytes())
+    status, err = run(capsys, "export", "--model", str(copy), "-o", str(copy), "--overwrite")
+    assert status == 1 and err == f"srgan-jax export: {copy} would overwrite an input\n"
+    assert copy.read_bytes() == model.read_bytes()
+
+
+def test_export_written_meanwhile_by_another_command_is_kept(model, tmp_path, monkeypatch,
+                                                             capsys):
+    target = tmp_path / "m.msgpack"
+    real_load = registry.load_weights
+
+    def another_export_finishes_first(*args, **kwargs):
+        target.write_bytes(b"the other export")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_weights", another_export_finishes_first)
+    status, err = run(capsys, "export", "--model", str(model), "-o", str(target))
+    assert status == 1 and err == (
+        f"srgan-jax export: {target} exists; it was kept (pass --overwrite to replace it)\n")
+    assert target.read_bytes() == b"the other export"

@@ -82,3 +82,43 @@ def test_damaged_or_missing_artifacts_are_named(exported, tmp_path):
 def test_existing_export_needs_overwrite(exported, capsys):
     assert export_cli.main(["--format", "stablehlo", "-o", str(exported)]) == 1
     assert "--overwrite" in capsys.readouterr().err
+
+
+def edited_copy(exported, tmp_path, edit, artifact=None):
+    """A copy of the export whose metadata `edit` changed (and artifact replaced, re-signed)."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    data = artifact if artifact is not None else (exported / stablehlo.ARTIFACT).read_bytes()
+    (copy / stablehlo.ARTIFACT).write_bytes(data)
+    metadata = json.loads((exported / stablehlo.METADATA).read_text())
+    metadata["sha256"][stablehlo.ARTIFACT] = stablehlo._sha256(data)
+    edit(metadata)
+    (copy / stablehlo.METADATA).write_text(json.dumps(metadata))
+    return copy
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("scale", 2, "says scale 2, but the artifact upscales x4 (8x8 -> 32x32)"),
+    ("scale", "4", "scale must be a positive integer, got '4'"),
+    ("format_version", 2, "format_version 2 is not supported (this srgan-jax reads 1)"),
+    ("input_range", "0..1", "input_range must be [low, high] with low < high, got '0..1'"),
+    ("output_range", [1, -1], "output_range must be [low, high] with low < high, got [1, -1]"),
+    ("sha256", "abc", "sha256 must be {'model.stablehlo': 'sha256:<64 hex digits>'}, got 'abc'"),
+])
+def test_metadata_that_does_not_fit_the_artifact_is_refused(exported, tmp_path, field, value,
+                                                            message):
+    """Was: accepted (then `.scale` lied), or a raw AttributeError for a bad sha256 field."""
+    copy = edited_copy(exported, tmp_path, lambda metadata: metadata.update({field: value}))
+    with pytest.raises(stablehlo.StableHLOError) as error:
+        stablehlo.load_stablehlo(copy)
+    assert str(error.value) == f"{copy / stablehlo.METADATA}: {message}"
+
+
+def test_a_truncated_artifact_with_a_matching_checksum_is_named(exported, tmp_path):
+    """Was: a raw flatbuffers error from jax.export.deserialize."""
+    data = (exported / stablehlo.ARTIFACT).read_bytes()
+    copy = edited_copy(exported, tmp_path, lambda metadata: None, data[: len(data) // 3])
+    with pytest.raises(stablehlo.StableHLOError) as error:
+        stablehlo.load_stablehlo(copy)
+    assert str(error.value).startswith(
+        f"{copy / stablehlo.ARTIFACT}: not a readable jax.export artifact (")

@@ -9,13 +9,18 @@ trainer's validation measures them (`ValidationSet`): for the same model and ima
 values. The table goes to stdout; progress and errors go to stderr. An image that cannot be read
 or evaluated is named and left out, the others are still measured, and the exit status is then 1.
 Outputs (`--save-dir`, `--json`, `--markdown`) are checked before anything is computed: they never
-replace an input or go into an input folder, and replace existing files only with `--overwrite`.
+replace an input or go into an input folder, and replace existing files (even ones another
+command writes meanwhile: two runs racing for one `--json`) only with `--overwrite`; a pipe or
+terminal (`--json /dev/stdout`) is written into. A folder that cannot be read in full stops the
+run before anything is computed. `--json` is strict JSON: a value that is not finite (the PSNR of
+an exact copy) is null.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -34,8 +39,7 @@ from srgan_jax.evaluation.protocol import (  # gray_via_rgb: kept importable fro
     gray_via_rgb,  # noqa: F401
 )
 from srgan_jax.evaluation.validation_set import list_dataset, load_image
-from srgan_jax.image_io import _atomic_write as atomic_write
-from srgan_jax.output_paths import Inputs, output_problem
+from srgan_jax.output_paths import Inputs, output_problem, write_output
 from srgan_jax.progress import Progress
 
 COMMAND = "evaluate"
@@ -81,13 +85,15 @@ def evaluate_dataset(
     save: dict[pathlib.Path, pathlib.Path] | None = None,
     progress: Progress | None = None,
     with_niqe: bool = False,
+    overwrite: bool = False,
 ) -> DatasetResult:
     """Scores every method (an upscaler, see `protocol.UpscaleFn`) on the image files `paths` of
     `folder`, one image at a time; writes `save[path]` as it goes. `with_niqe` adds the NIQE of
     every SR image and of each HR image.
 
-    `save` maps an image file to the file its SR image (the last method's) is written to. An image
-    that fails (unreadable, too small, a model error) is reported and left out of every method.
+    `save` maps an image file to the file its SR image (the last method's) is written to, over an
+    existing file only with `overwrite`. An image that fails (unreadable, too small, a model error,
+    its SR image not written) is reported and left out of every method.
     """
     result = DatasetResult(pathlib.Path(folder).resolve().name, {m: [] for m in methods}, [],
                            [] if with_niqe else None)
@@ -101,11 +107,11 @@ def evaluate_dataset(
             scores = {name: protocol.score(image, sr, border, with_niqe)
                       for name, sr in sr_images.items()}
             if save:
-                _write_sr(save[path], sr_images[saved_method])
+                _write_sr(save[path], sr_images[saved_method], overwrite)
         except ImageError as error:
             result.failed.append(str(error))
             if progress is not None:
-                progress.message(f"srgan-jax {COMMAND}: {error}")
+                progress.message(cli.error_line(COMMAND, str(error)))
         else:
             for name, score in scores.items():
                 result.scores[name].append(score)
@@ -133,12 +139,12 @@ def evaluate_folder(
     return result.row("sr", scale, border)
 
 
-def _write_sr(target: pathlib.Path, sr: np.ndarray) -> None:
+def _write_sr(target: pathlib.Path, sr: np.ndarray, overwrite: bool) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        image_io.write_image(target, sr)
-    except OSError as error:
-        raise ImageError(f"{target}: cannot write the SR image ({error})") from error
+        image_io.write_image(target, sr, overwrite=overwrite)
+    except OSError as error:  # its message names the file
+        raise ImageError(f"cannot write the SR image: {error}") from error
 
 
 def markdown_table(results: dict[str, list[dict[str, Any]]]) -> str:
@@ -212,14 +218,14 @@ def _load_model(path: str, dtype: str, scale: int | None) -> Any:
 
 
 def plan_outputs(
-    args: argparse.Namespace, datasets: dict[str, list[pathlib.Path]]
+    args: argparse.Namespace, datasets: dict[str, list[pathlib.Path]], model_path: str | None
 ) -> dict[str, dict[pathlib.Path, pathlib.Path]]:
     """Where each dataset's SR images go (`--save-dir`), after checking every output path.
 
     Raises `UserError` before anything is computed if an output would replace an input, go into
     an input folder, or replace an existing file without `--overwrite`.
     """
-    inputs = Inputs.of([*datasets, *([args.model or args.workdir] if not args.bicubic else [])])
+    inputs = Inputs.of([*datasets, *([model_path] if model_path is not None else [])])
     taken: set[pathlib.Path] = set()
     problems = [output_problem(path, inputs, taken, overwrite=args.overwrite)
                 for path in (args.json, args.markdown) if path]
@@ -240,10 +246,11 @@ def plan_outputs(
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    model_path = None if args.bicubic else next(
+        path for path in (args.model, args.workdir) if path is not None)
     datasets = {folder: list_dataset(folder) for folder in args.datasets}
-    save = plan_outputs(args, datasets)
-    model = None if args.bicubic else _load_model(args.model or args.workdir, args.dtype,
-                                                  args.scale)
+    save = plan_outputs(args, datasets, model_path)
+    model = None if model_path is None else _load_model(model_path, args.dtype, args.scale)
     scale = model.scale if model is not None else args.scale or 4
     border = scale if args.border is None else args.border
 
@@ -255,7 +262,7 @@ def run(argv: Sequence[str]) -> int:
                   log_every=max(1, total // 20)) as progress:
         outcomes = [evaluate_dataset(folder, paths, methods, scale, border,
                                      save=save[folder], progress=progress,
-                                     with_niqe=args.niqe)
+                                     with_niqe=args.niqe, overwrite=args.overwrite)
                     for folder, paths in datasets.items()]
 
     results = {m: [o.row(m, scale, border) for o in outcomes] for m in methods}
@@ -263,17 +270,35 @@ def run(argv: Sequence[str]) -> int:
     niqe_note = ", NIQE (lower is more natural)" if args.niqe else ""
     print(f"x{scale}, Y-channel PSNR (dB) / SSIM{niqe_note}, border {border}\n{table}")
     failed = [error for o in outcomes for error in o.failed]
-    if args.markdown:
-        atomic_write(args.markdown, (table + "\n").encode())
-    if args.json:
-        report = {"scale": scale, "border": border, "model": args.model or args.workdir,
-                  "results": results, "failed": failed}
-        atomic_write(args.json, json.dumps(report, indent=2).encode())
+    report = {"scale": scale, "border": border, "model": model_path, "results": results,
+              "failed": failed}
+    problems = []
+    for path, text in ((args.markdown, table + "\n"),
+                       (args.json, json.dumps(finite_or_none(report), indent=2,
+                                              allow_nan=False) + "\n")):
+        try:
+            if path:
+                write_output(path, text.encode(), overwrite=args.overwrite)
+        except OSError as error:  # it appeared meanwhile, or the disk is full: its message says
+            problems.append(cli.one_line(error))
     if failed:
-        print(f"srgan-jax {COMMAND}: {len(failed)} of {total} images failed (named above); "
-              "they are left out of the table", file=sys.stderr)
-        return cli.EXIT_FAILED
-    return cli.EXIT_OK
+        problems.append(f"{len(failed)} of {total} images failed (named above); they are left "
+                        "out of the table")
+    for problem in problems:
+        print(cli.error_line(COMMAND, problem), file=sys.stderr)
+    return cli.EXIT_FAILED if problems else cli.EXIT_OK
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` (JSON-like) with every float that is not finite as None: strict JSON has no
+    Infinity or NaN, and the PSNR of an exact copy is infinite."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(item) for item in value]
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,9 @@
 
 The msgpack model file (`model_file`) needs this package to run; the StableHLO folder
 (`stablehlo`) runs in any JAX program with `jax.export.deserialize(...).call(lr)`. Without
---model or --workdir the default shipped model is exported. Existing outputs are replaced only with
---overwrite; the files appear atomically.
+--model or --workdir the default shipped model is exported. Every output is checked before the
+model is loaded; existing outputs, even ones another command writes meanwhile, are replaced only
+with --overwrite, and the files appear atomically (`output_paths.write_output`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import pathlib
 import sys
 
 from srgan_jax import cli
+from srgan_jax.output_paths import Inputs, output_problem, target_kind
 from srgan_jax.upscaling import model_file, registry, stablehlo
+from srgan_jax.upscaling.inference import check_model_name
 from srgan_jax.upscaling.tiling import receptive_field_radius
 
 FORMATS = ("msgpack", "stablehlo")
@@ -50,19 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _refuse_existing(output: pathlib.Path, fmt: str, overwrite: bool) -> None:
-    """Raises `cli.UserError` if writing `output` would replace something without --overwrite."""
+def check_outputs(
+    output: pathlib.Path, fmt: str, source: str, overwrite: bool
+) -> list[pathlib.Path]:
+    """The files the export writes, after checking them all (`output_paths.output_problem`):
+    raises `cli.UserError` if one would replace the model being exported (a model file, or a
+    shipped model's), an existing file without --overwrite, or anything that is not a file."""
     if fmt == "msgpack":
         if output.is_dir():
             raise cli.UserError(f"{output}: is a folder; name the model file to write")
-        existing = [output] if output.exists() else []
+        files = [output]
     else:
         if output.exists() and not output.is_dir():
             raise cli.UserError(f"{output}: exists and is not a folder")
-        existing = [output / name for name in (stablehlo.ARTIFACT, stablehlo.METADATA)
-                    if (output / name).exists()]
-    if existing and not overwrite:
-        raise cli.UserError(f"{existing[0]}: exists (pass --overwrite to replace it)")
+        files = [output / name for name in (stablehlo.ARTIFACT, stablehlo.METADATA)]
+    shipped = registry.shipped_models().get(source)
+    model = source if os.path.isfile(source) else shipped.path if shipped else None
+    inputs = Inputs.of([model] if model is not None else [])
+    taken: set[pathlib.Path] = set()
+    for path in files:
+        problem = output_problem(path, inputs, taken, overwrite=overwrite)
+        if problem:
+            raise cli.UserError(problem)
+    return files
 
 
 def run(argv: list[str]) -> int:
@@ -71,23 +84,29 @@ def run(argv: list[str]) -> int:
     if (args.step is not None or args.best) and not args.workdir:
         parser.error("--step and --best choose a checkpoint of --workdir")
     output = pathlib.Path(args.output)
-    _refuse_existing(output, args.format, args.overwrite)
-    source = args.workdir or args.model or registry.DEFAULT_MODEL
+    source = next((s for s in (args.workdir, args.model) if s is not None),
+                  registry.DEFAULT_MODEL)
+    check_model_name(source)
+    files = check_outputs(output, args.format, source, args.overwrite)
     weights = registry.load_weights(source, step=args.step, best=args.best)
     config = weights.config
+    files[0].parent.mkdir(parents=True, exist_ok=True)
     if args.format == "msgpack":
-        model_file.save_model(output, weights.variables, config)
-        size = f"{os.path.getsize(output) / 2**20:.1f} MiB"
+        model_file.save_model(output, weights.variables, config, overwrite=args.overwrite)
     else:
         shipped = registry.shipped_models().get(str(source))
         stablehlo.export_stablehlo(
             weights, output, source=str(source),
             recipe=shipped.recipe if shipped is not None and not os.path.exists(source) else None,
             receptive_field=receptive_field_radius(config.num_blocks, config.scale),
+            overwrite=args.overwrite,
         )
-        size = f"{os.path.getsize(output / stablehlo.ARTIFACT) / 2**20:.1f} MiB"
-    print(f"wrote {output} ({args.format}, {size}): num_blocks={config.num_blocks}, "
-          f"channels={config.channels}, scale={config.scale}")
+    sizes = [os.path.getsize(f) for f in files if target_kind(f) == "file"]
+    streamed = target_kind(files[0]) == "stream"  # the model went to stdout, say: keep it clean
+    print(f"wrote {output} ({args.format}"
+          + (f", {sizes[0] / 2**20:.1f} MiB" if sizes else "")
+          + f"): num_blocks={config.num_blocks}, channels={config.channels}, "
+          f"scale={config.scale}", file=sys.stderr if streamed else sys.stdout)
     return cli.EXIT_OK
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from srgan_jax.models import ModelConfig
+from srgan_jax.output_paths import write_output
 
 FORMAT = "srgan-jax-generator"
 FORMAT_VERSION = 1
@@ -104,7 +105,10 @@ def check_weights(
         config = ModelConfig.from_variables(variables)
     # A BatchNorm-free generator has no statistics: its 'batch_stats' are empty or absent.
     found = _flatten({c: variables.get(c) or {} for c in COLLECTIONS})
-    expected = expected_shapes(config)
+    try:
+        expected = expected_shapes(config)
+    except ValueError as e:  # an architecture the Generator refuses (scale 3, say)
+        raise ModelFileError(f"{source}: {e}") from e
     for path, shape in expected.items():
         if path not in found:
             raise ModelFileError(f"{source}: missing tensor {path} (expected shape {shape})")
@@ -141,11 +145,12 @@ def checksum(config: Mapping[str, Any], variables: Mapping[str, Any]) -> str:
 
 
 def save_model(
-    path: str | os.PathLike, variables: Variables, config: ModelConfig | None = None
+    path: str | os.PathLike, variables: Variables, config: ModelConfig | None = None, *,
+    overwrite: bool = True,
 ) -> None:
     """Writes `variables` (checked against `config`, default: read off their shapes), their config
-    and their checksum to one model file, atomically."""
-    path = os.fspath(path)
+    and their checksum to one model file, atomically (`output_paths.write_output`: without
+    `overwrite`, an existing file is kept)."""
     config, variables = check_weights(variables, config, "variables to export")
     config_dict = config.to_dict()
     document = {
@@ -155,14 +160,7 @@ def save_model(
         "variables": variables,
         "checksum": checksum(config_dict, variables),
     }
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(serialization.msgpack_serialize(document))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_output(path, serialization.msgpack_serialize(document), overwrite=overwrite)
 
 
 def load_model(path: str | os.PathLike) -> GeneratorWeights:

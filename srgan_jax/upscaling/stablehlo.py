@@ -19,14 +19,19 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from srgan_jax.output_paths import write_output
+
 FORMAT = "srgan-jax-stablehlo"
 FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)  # the format versions `load_stablehlo` reads
+SCALE_PROBE = 8  # LR side of the shape the artifact's scale is measured on (no compilation)
 ARTIFACT = "model.stablehlo"
 METADATA = "metadata.json"
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -40,15 +45,6 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_stablehlo(
     weights: Any,
     directory: str | os.PathLike,
@@ -56,9 +52,11 @@ def export_stablehlo(
     source: str,
     recipe: Mapping[str, Any] | None = None,
     receptive_field: int | None = None,
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Writes the StableHLO artifact and metadata of checked `weights` (config, variables) into
-    `directory` (created if needed; existing files there are replaced); returns the metadata."""
+    `directory` (created if needed; existing files there are replaced only with `overwrite`, see
+    `output_paths.write_output`); returns the metadata."""
     config, variables = weights
     model = config.generator(jnp.float32)
 
@@ -90,8 +88,9 @@ def export_stablehlo(
     }
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomically(directory / ARTIFACT, data)
-    _write_atomically(directory / METADATA, (json.dumps(metadata, indent=2) + "\n").encode())
+    write_output(directory / ARTIFACT, data, overwrite=overwrite)
+    write_output(directory / METADATA, (json.dumps(metadata, indent=2) + "\n").encode(),
+                 overwrite=overwrite)
     return metadata
 
 
@@ -114,7 +113,10 @@ class StableHLOModel:
 
 
 def load_stablehlo(directory: str | os.PathLike) -> StableHLOModel:
-    """Loads an `export_stablehlo` folder, checking its metadata and the artifact's checksum."""
+    """Loads an `export_stablehlo` folder, checking its metadata and the artifact's checksum, and
+    the metadata against the artifact: the scale it computes, a format version this package
+    reads, and the type of each field the loaded model uses. Every failure is a `StableHLOError`
+    naming the file."""
     directory = pathlib.Path(directory)
     try:
         metadata = json.loads((directory / METADATA).read_text())
@@ -125,7 +127,43 @@ def load_stablehlo(directory: str | os.PathLike) -> StableHLOModel:
         raise StableHLOError(f"{directory / METADATA}: unreadable metadata ({e})") from e
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise StableHLOError(f"{directory / METADATA}: not an srgan-jax StableHLO export")
-    if metadata.get("sha256", {}).get(ARTIFACT) != _sha256(data):
+    _check_fields(metadata, directory / METADATA)
+    if metadata["sha256"][ARTIFACT] != _sha256(data):
         raise StableHLOError(f"{directory / ARTIFACT}: damaged (does not match its checksum)")
-    return StableHLOModel(jax.export.deserialize(bytearray(data)), metadata)
+    try:
+        exported = jax.export.deserialize(bytearray(data))
+        probe = jax.ShapeDtypeStruct((1, SCALE_PROBE, SCALE_PROBE, 3), jnp.float32)
+        out_shape = jax.eval_shape(exported.call, probe).shape
+    except Exception as e:  # noqa: BLE001 (flatbuffers and jax raise many kinds on bad bytes)
+        raise StableHLOError(f"{directory / ARTIFACT}: not a readable jax.export artifact "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+    computed = out_shape[1] / SCALE_PROBE
+    if out_shape[1:] != (metadata["scale"] * SCALE_PROBE,) * 2 + (3,):
+        raise StableHLOError(f"{directory / METADATA}: says scale {metadata['scale']}, but the "
+                             f"artifact upscales x{computed:g} ({SCALE_PROBE}x{SCALE_PROBE} -> "
+                             f"{out_shape[1]}x{out_shape[2]})")
+    return StableHLOModel(exported, metadata)
 
+
+def _check_fields(metadata: dict[str, Any], path: pathlib.Path) -> None:
+    """Raises `StableHLOError` naming the first field of `metadata` (at `path`) whose value is
+    not what this package writes, or a format version it cannot read."""
+    version = metadata.get("format_version")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        raise StableHLOError(f"{path}: format_version {version!r} is not supported (this "
+                             f"srgan-jax reads {', '.join(map(str, SUPPORTED_VERSIONS))})")
+    scale = metadata.get("scale")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise StableHLOError(f"{path}: scale must be a positive integer, got {scale!r}")
+    for field in ("input_range", "output_range"):
+        value = metadata.get(field)
+        if not (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                and value[0] < value[1]):
+            raise StableHLOError(f"{path}: {field} must be [low, high] with low < high, "
+                                 f"got {value!r}")
+    digest = metadata.get("sha256")
+    if not (isinstance(digest, dict) and isinstance(digest.get(ARTIFACT), str)
+            and re.fullmatch(r"sha256:[0-9a-f]{64}", digest[ARTIFACT])):
+        raise StableHLOError(f"{path}: sha256 must be {{{ARTIFACT!r}: 'sha256:<64 hex digits>'}},"
+                             f" got {digest!r}")

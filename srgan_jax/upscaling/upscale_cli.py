@@ -6,10 +6,12 @@ Without --model the default shipped model is used (`srgan-jax models` lists the 
 
 Outputs keep their names (plus the suffix) and, below a folder or glob input, their folder
 structure; for a single input file, `-o` may name the output file itself. No output is ever
-written over an input or outside `-o`; existing outputs are replaced only with --overwrite, and
-files appear atomically. A file that cannot be read, upscaled or written gets an error line naming
-it, the others are still processed, and the exit status is 1 with a summary at the end (130 on
-Ctrl-C, with the count of images already written). Consecutive images of the same size go through
+written over an input, outside `-o`, or where an input would read it again next time; existing
+outputs, even ones another command writes while this one runs, are replaced only with
+--overwrite, and files appear atomically (`output_paths.write_output`). A file that cannot be
+read, upscaled or written, and a folder that cannot be read, gets an error line naming it, the
+others are still processed, and the exit status is 1 with a summary at the end (130 on Ctrl-C,
+with the count of images already written). Consecutive images of the same size go through
 the model as one batch. Bit depth (8/16), gray, alpha and the ICC profile are kept where the output
 format allows; EXIF orientation is applied; animated (multi-frame) images are refused.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fnmatch
 import glob
 import os
 import pathlib
@@ -28,11 +31,12 @@ import numpy as np
 from PIL import Image
 
 from srgan_jax import cli, image_io
+from srgan_jax.output_paths import Inputs, output_problem
 from srgan_jax.progress import Progress
 from srgan_jax.upscaling import registry
 from srgan_jax.upscaling.inference import DTYPES, Upscaler
 from srgan_jax.upscaling.pixels import ALPHA_MODES, upscale_pixels
-from srgan_jax.upscaling.tiling import check_tile
+from srgan_jax.upscaling.tiling import check_tile, window_side
 
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
 # Same-size images per model call (the Upscaler splits further by its device memory budget);
@@ -51,8 +55,9 @@ examples:
   srgan-jax upscale huge.png -t 256 --half           # 256-pixel tiles, bfloat16 compute
 
 Real-ESRGAN users: -i, -o, -n, -s, -t, --tile_pad, --fp32, --ext and --suffix work as there,
-except that the suffix is appended as given (default _x<scale>), -t 0 means automatic tiling
-from the memory budget (tiles are exact, not blended), and the default precision is float32.
+except that the suffix is appended as given (default _x<scale>, the -s scale if given), -t 0
+means automatic tiling from the memory budget (tiles are exact, not blended), and the default
+precision is float32.
 """
 
 
@@ -75,13 +80,19 @@ def _glob_base(pattern: str) -> pathlib.Path:
     return pathlib.Path(*fixed) if fixed else pathlib.Path(".")
 
 
+def _not_a_file(path: pathlib.Path) -> str:
+    """The line for an input that exists but is not a regular file (a pipe, a device)."""
+    return f"{path}: {image_io.special_file_kind(path) or 'not a regular file'}, not an image file"
+
+
 def expand_inputs(
     inputs: Sequence[str],
 ) -> tuple[list[tuple[pathlib.Path, pathlib.Path]], list[str]]:
     """(file, path relative to its output folder) for each input file, and error lines.
 
-    Folders contribute their image files (`image_io.list_images`) with their sub-folders; globs
-    their matching files relative to the glob's fixed prefix; files themselves, by name only.
+    Folders contribute their image files (`image_io.scan_images`, with a line for each sub-folder
+    it could not read) with their sub-folders; globs their matching files relative to the glob's
+    fixed prefix; files themselves, by name only. Pipes and devices are named, never read.
     """
     found, errors = [], []
     for item in inputs:
@@ -89,16 +100,21 @@ def expand_inputs(
             base = _glob_base(item)
             matches = sorted(pathlib.Path(p) for p in glob.glob(item, recursive=True))
             files = [p for p in matches if p.is_file()]
-            if not files:
+            errors += [_not_a_file(p) for p in matches if p.exists() and not p.is_file()
+                       and not p.is_dir()]
+            if not matches:
                 errors.append(f"{item}: no files match")
             found += [(p, p.relative_to(base)) for p in files]
         elif os.path.isdir(item):
-            files = image_io.list_images(item)
-            if not files:
+            scan = image_io.scan_images(item)
+            errors += scan.problems
+            if not scan.files and not scan.problems:
                 errors.append(f"{item}: no image files in this folder")
-            found += [(p, p.relative_to(item)) for p in files]
+            found += [(p, p.relative_to(item)) for p in scan.files]
         elif os.path.isfile(item):
             found.append((pathlib.Path(item), pathlib.Path(pathlib.Path(item).name)))
+        elif os.path.exists(item):
+            errors.append(_not_a_file(pathlib.Path(item)))
         else:
             errors.append(f"{item}: no such file or folder")
     return found, errors
@@ -108,13 +124,37 @@ def output_extension(source: pathlib.Path, ext: str) -> str:
     """The output suffix: `ext`'s, or for 'auto' the input's if writable, else '.png'."""
     if ext != "auto":
         return EXTENSIONS[ext]
-    return source.suffix if image_io.is_image_file(source) else ".png"
+    return source.suffix if image_io.is_writable_image(source) else ".png"
+
+
+def default_suffix(scale: int, outscale: float | None) -> str:
+    """`_x<final scale>`: `-s`'s if given (`_x2`, `_x3.5`), else the model's."""
+    return f"_x{scale if outscale is None else f'{outscale:g}'}"
 
 
 def names_a_file(output: pathlib.Path) -> bool:
     """Whether `-o output` names an image file rather than a folder: it is not an existing
     folder, and its extension is one Pillow knows for images (writable or not)."""
     return not output.is_dir() and output.suffix.lower() in Image.registered_extensions()
+
+
+def rereading_input(target: pathlib.Path, inputs: Sequence[str]) -> str | None:
+    """The input (a folder, or a glob) that would read `target` the next time the same command
+    runs: the output would then be upscaled again (`photo_x4_x4.png`). None if there is none."""
+    resolved = target.resolve()
+    for item in inputs:
+        if _is_glob(item):
+            base = _glob_base(item)
+            pattern = base.resolve().joinpath(*pathlib.PurePath(item).parts[len(base.parts):])
+            if "**" in item:  # any depth below the base, the last component's pattern
+                if resolved.is_relative_to(base.resolve()) and fnmatch.fnmatch(
+                        resolved.name, pattern.name):
+                    return item
+            elif resolved.match(str(pattern)):
+                return item
+        elif os.path.isdir(item) and resolved.is_relative_to(pathlib.Path(item).resolve()):
+            return item
+    return None
 
 
 def plan_jobs(
@@ -124,77 +164,57 @@ def plan_jobs(
 
     `output` is a folder, or, for a single input file, the output file's name (then `ext` and
     `suffix` do not apply). An output never replaces an input (even with `overwrite`), another
-    output, or an existing file unless `overwrite`, and never lands outside `output` (through a
-    symbolic link inside it, say). Raises `cli.UserError` for an output file name whose format
-    cannot be written.
+    output, or an existing file unless `overwrite` (`output_paths.output_problem`), and never
+    lands outside `output` (through a symbolic link inside it, say). Raises `cli.UserError`
+    before anything is read for an `output` that cannot work: a file name whose format cannot be
+    written, an existing file where a folder is needed, or a folder some input reads (the next
+    run would upscale these outputs again).
     """
-    found, errors = expand_inputs(inputs)
     out = pathlib.Path(output)
-    single_file = len(inputs) == 1 and len(found) == 1 and os.path.isfile(inputs[0])
-    if single_file and names_a_file(out):
-        if not image_io.is_image_file(out):
-            raise cli.UserError(
-                f"{out}: cannot write {out.suffix} files; name the output "
-                f"{' / '.join(sorted(image_io.IMAGE_EXTENSIONS))}, or give a folder"
-            )
+    single_file = len(inputs) == 1 and os.path.isfile(inputs[0]) and names_a_file(out)
+    if single_file and not image_io.is_writable_image(out):
+        raise cli.UserError(
+            f"{out}: cannot write {out.suffix} files; name the output "
+            f"{' / '.join(sorted(image_io.WRITABLE_EXTENSIONS))}, or give a folder")
+    if not single_file and out.exists() and not out.is_dir():
+        raise cli.UserError(f"-o {out}: is a file, not a folder; name a folder for the "
+                            "outputs (or, for a single input file, an image file)")
+    found, errors = expand_inputs(inputs)
+    if single_file:
         planned = [(found[0][0], out)]
     else:
-        single_file = False
         planned = [(source, out / relative.parent / (relative.stem + suffix
                                                      + output_extension(source, ext)))
                    for source, relative in found]
+    for _, target in planned:
+        reader = rereading_input(target, inputs)
+        if reader is not None:
+            raise cli.UserError(
+                f"-o {out}: the outputs would be inputs of the next run ({target} is read by "
+                f"{reader}), which would upscale them again; write them outside it")
     root = out.resolve() if not single_file else out.parent.resolve()
-    sources = {p.resolve() for p, _ in found}
-    jobs, targets = [], set()
+    protected = Inputs(frozenset(p.resolve() for p, _ in found), frozenset())
+    jobs, taken = [], set()
     for source, target in planned:
-        resolved = target.resolve()
-        if not resolved.is_relative_to(root):
+        if not target.resolve().is_relative_to(root):
             errors.append(f"{source}: output {target} would be written outside {root} "
                           "(through a symbolic link?)")
-        elif resolved in sources:
-            errors.append(f"{source}: output {target} would overwrite an input; "
-                          "choose another -o or --suffix")
-        elif resolved in targets:
-            errors.append(f"{source}: output {target} is also the output of another input")
-        elif resolved.is_dir():
-            errors.append(f"{source}: output {target} is an existing folder")
-        elif target.exists() and not overwrite:
-            errors.append(f"{source}: output {target} exists (pass --overwrite to replace it)")
+        elif problem := output_problem(target, protected, taken, overwrite=overwrite):
+            errors.append(f"{source}: output {problem}")
         else:
-            targets.add(resolved)
             jobs.append(Job(source, target))
     return jobs, errors
-
-
-def frame_count(path: pathlib.Path) -> int:
-    """Frames (or pages) in an image file: more than one for animations and multi-page TIFFs."""
-    try:
-        with Image.open(path) as image:
-            return int(getattr(image, "n_frames", 1))
-    except (OSError, ValueError, SyntaxError, EOFError):
-        return 1  # `image_io.read_image` reports what is wrong with it
-
-
-def read_input(path: pathlib.Path) -> image_io.ImageData:
-    """The image at `path` (`image_io.read_image`), refusing animated and multi-page files."""
-    frames = frame_count(path)
-    if frames > 1:
-        raise image_io.ImageReadError(
-            f"{path}: animated or multi-page image ({frames} frames); srgan-jax upscales single "
-            "images: extract the frames first (e.g. ffmpeg -i in.gif frame%04d.png)"
-        )
-    return image_io.read_image(path)
 
 
 def _batches(jobs: list[Job], failed: Callable[[str], None]
              ) -> Iterator[list[tuple[Job, image_io.ImageData]]]:
     """Runs of consecutive readable images with the same shape and pixel type, of at most
-    MAX_BATCH images and MAX_BATCH_PIXELS pixels (large images go one by one). Unreadable files
-    are reported with `failed(line)` and left out."""
+    MAX_BATCH images and MAX_BATCH_PIXELS pixels (large images go one by one). Unreadable,
+    animated and multi-page files are reported with `failed(line)` and left out."""
     batch: list[tuple[Job, image_io.ImageData]] = []
     for job in jobs:
         try:
-            data = read_input(job.source)
+            data = image_io.read_image(job.source, single_frame=True)
         except image_io.ImageReadError as error:
             failed(str(error))
             continue
@@ -245,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="final scale, any number > 0: the model's x4, then MATLAB bicubic to "
                            "this size (default: the model's scale)")
     size.add_argument("-t", "--tile", type=int, default=0,
-                      help="LR tile side in pixels; 0: automatic, from the memory budget "
-                           "(default). Capped to the budget.")
+                      help="LR pixels each tile keeps, a side (each reads --tile_pad more "
+                           "around it); 0: automatic, from the memory budget (default). Capped "
+                           "to the budget.")
     size.add_argument("--tile_pad", "--tile-overlap", dest="tile_overlap", type=int,
                       metavar="PIXELS", help="LR context pixels around each tile (default: the "
                       "receptive field, which makes tiling exact)")
@@ -290,21 +311,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def run(argv: list[str]) -> int:
     args = parse_args(argv)
-    upscaler = Upscaler.from_path(args.model or args.workdir, dtype=args.dtype)
+    model = args.model if args.model is not None else args.workdir
+    upscaler = Upscaler.from_path(model, dtype=args.dtype)
     overlap = upscaler.receptive_field if args.tile_overlap is None else args.tile_overlap
     check_tile(args.tile, overlap)
-    if args.tile is not None and args.tile > upscaler.max_tile():
-        print(f"srgan-jax upscale: --tile {args.tile} needs about "
-              f"{upscaler.bytes_per_pixel * args.tile**2 / 2**30:.1f} GiB, more than the memory "
-              f"budget ({upscaler.memory_budget / 2**30:.1f} GiB); using tiles of "
-              f"{upscaler.max_tile()}", file=sys.stderr)
-    suffix = f"_x{upscaler.scale}" if args.suffix is None else args.suffix
+    window = None if args.tile is None else window_side(args.tile, overlap)
+    if window is not None and window > upscaler.max_tile():
+        capped = upscaler.tile_for(args.tile, overlap, window, window)
+        needed = upscaler.bytes_per_pixel * window**2 / 2**30
+        print(cli.error_line("upscale", f"--tile {args.tile} (read with {overlap} pixels of "
+                             f"overlap on each side) needs about {needed:.1f} GiB, more than the "
+                             f"memory budget ({upscaler.memory_budget / 2**30:.1f} GiB); using "
+                             f"tiles of {capped}"), file=sys.stderr)
+    suffix = default_suffix(upscaler.scale, args.outscale) if args.suffix is None else args.suffix
     jobs, errors = plan_jobs(args.inputs, args.output, suffix=suffix, ext=args.ext,
                              overwrite=args.overwrite)
     written: list[Job] = []
     with Progress(len(jobs), "upscale", unit="images") as progress:
         def report(line: str) -> None:
-            progress.message(f"srgan-jax upscale: {line}")
+            progress.message(cli.error_line("upscale", line))
 
         def failed(line: str) -> None:
             report(line)
@@ -320,9 +345,10 @@ def run(argv: list[str]) -> int:
                    f"{len(jobs) - len(written)} not done (each written file is complete)")
             raise
     failures = len(jobs) + len(errors) - len(written)
-    print(f"srgan-jax upscale: {len(written)} image(s) written to {args.output} in "
-          f"{progress.elapsed:.1f} s" + (f", {failures} failed (see the lines above)"
-                                         if failures else ""), file=sys.stderr)
+    print(cli.error_line("upscale", f"{len(written)} image(s) written to {args.output} in "
+                         f"{progress.elapsed:.1f} s" + (f", {failures} failed (see the lines "
+                                                        "above)" if failures else "")),
+          file=sys.stderr)
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
 
@@ -354,9 +380,10 @@ def _upscale_batch(
     for (job, data), result in zip(batch, results, strict=True):
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
-            image_io.write_image(job.target, image_io.ImageData(result, data.icc_profile))
-        except (OSError, ValueError) as error:
-            failed(f"{job.source}: cannot write {job.target}: {cli.one_line(error)}")
+            image_io.write_image(job.target, image_io.ImageData(result, data.icc_profile),
+                                 overwrite=args.overwrite)
+        except (OSError, ValueError) as error:  # messages that name the output file
+            failed(f"{job.source}: {cli.one_line(error)}")
             continue
         written.append(job)
         progress.advance()

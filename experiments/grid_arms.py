@@ -76,8 +76,11 @@ def arm_config(arm: str, steps: int, data: pathlib.Path):
 
 
 def train(arm: str, root: pathlib.Path, steps: int, data: pathlib.Path) -> None:
+    from absl import logging
+
     from srgan_jax.training import trainer
 
+    logging.set_verbosity(logging.INFO)  # the trainer's progress lines, as `srgan_jax.main` shows
     trainer.train_and_evaluate(arm_config(arm, steps, data), str(root / arm))
 
 

@@ -26,6 +26,7 @@ BN_EPSILON = 1e-5
 LEAKY_SLOPE = 0.2
 DISCRIMINATOR_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))
 DISCRIMINATOR_NORMALIZATIONS = ("batch", "spectral")
+UPSAMPLERS = ("pixel_shuffle", "resize_conv")
 
 
 def pixel_shuffle(x: jnp.ndarray, factor: int) -> jnp.ndarray:
@@ -159,12 +160,18 @@ class Generator(nn.Module):
       bn_axis_name: pmap/shard_map axis over which BN averages batch statistics (cross-replica BN).
       batch_norm: False builds the generator without BatchNorm, its convolutions with biases: the
         form `fold_batch_norm` turns a trained one into (not in the paper).
+      upsampler: 'pixel_shuffle' (the paper's sub-pixel convolution, k3n256 then shuffle) or
+        'resize_conv' (not in the paper; Odena et al. 2016, as ESRGAN): nearest-neighbour x2,
+        then k3n64 at the new resolution. Each output pixel of a sub-pixel convolution has
+        weights of its own, so a fixed 2x2 pattern costs it nothing; after a nearest-neighbour
+        resize one kernel serves every output pixel.
     """
 
     num_blocks: int = 16
     channels: int = 64
     scale: int = 4
     batch_norm: bool = True
+    upsampler: str = "pixel_shuffle"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
@@ -173,6 +180,9 @@ class Generator(nn.Module):
     def __call__(self, lr: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if self.scale not in (2, 4, 8):
             raise ValueError(f"Generator.scale must be 2, 4 or 8, got {self.scale}")
+        if self.upsampler not in UPSAMPLERS:
+            raise ValueError(f"Generator.upsampler must be one of {UPSAMPLERS}, "
+                             f"got {self.upsampler!r}")
         if lr.ndim != 4 or lr.shape[-1] != 3:
             raise ValueError(f"Generator expects [N, H, W, 3] LR images, got shape {lr.shape}")
         conv = _conv_factory(self.dtype, self.param_dtype)
@@ -187,8 +197,13 @@ class Generator(nn.Module):
             x = ResidualBlock(conv=conv, norm=norm, act=act)(x)
         x = _conv_norm(conv, norm, self.channels, x) + skip
         for _ in range(int(math.log2(self.scale))):
-            x = conv(self.channels * 4, (3, 3), kernel_init=icnr(nn.initializers.lecun_normal()))(x)
-            x = act()(pixel_shuffle(x, 2))
+            if self.upsampler == "resize_conv":
+                x = conv(self.channels, (3, 3))(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+            else:
+                x = conv(self.channels * 4, (3, 3),
+                         kernel_init=icnr(nn.initializers.lecun_normal()))(x)
+                x = pixel_shuffle(x, 2)
+            x = act()(x)
         x = conv(3, (9, 9))(x)
         return x.astype(jnp.float32)
 
@@ -268,25 +283,29 @@ class ModelConfig:
     lr_range: tuple[float, float] = (0.0, 1.0)
     sr_range: tuple[float, float] = (-1.0, 1.0)
     batch_norm: bool = True  # False: BN folded into the convolutions (`fold_batch_norm`)
+    upsampler: str = "pixel_shuffle"  # or 'resize_conv' (Generator.upsampler)
 
     @classmethod
     def from_training_config(cls, model: Mapping[str, Any]) -> ModelConfig:
         """The generator of a training config's `model` section (`config.model`)."""
         return cls(num_blocks=model["num_blocks"], channels=model["channels"],
-                   scale=model["scale"], batch_norm=model.get("batch_norm", True))
+                   scale=model["scale"], batch_norm=model.get("batch_norm", True),
+                   upsampler=model.get("upsampler", "pixel_shuffle"))
 
     def generator(self, dtype: Dtype = jnp.float32, bn_axis_name: str | None = None) -> Generator:
         """The Flax `Generator` of this architecture, computing in `dtype`."""
         return Generator(num_blocks=self.num_blocks, channels=self.channels, scale=self.scale,
-                         batch_norm=self.batch_norm, dtype=dtype, bn_axis_name=bn_axis_name)
+                         batch_norm=self.batch_norm, upsampler=self.upsampler, dtype=dtype,
+                         bn_axis_name=bn_axis_name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON values. `batch_norm` is written only when False, so that the files
-        of the paper's generator stay what they were before the field existed (and readable by
-        older versions)."""
+        """The fields as JSON values. `batch_norm` and `upsampler` are written only where they
+        differ from the paper's generator, so that its files stay what they were before the
+        fields existed (and readable by older versions)."""
         fields = dataclasses.asdict(self)
-        if self.batch_norm:
-            del fields["batch_norm"]
+        for name in ("batch_norm", "upsampler"):
+            if fields[name] == PAPER_GENERATOR[name]:
+                del fields[name]
         return {name: list(value) if isinstance(value, tuple) else value
                 for name, value in fields.items()}
 
@@ -307,8 +326,33 @@ class ModelConfig:
                 f"not the variables of a srgan_jax Generator (missing {e}); expected a dict "
                 "{'params': ..., 'batch_stats': ...} as returned by Generator.init"
             ) from e
+        upsampling = np.shape(params["Conv_2"]["kernel"])[-1] if stages else 4 * channels
         return cls(num_blocks=num_blocks, channels=channels, scale=2**stages,
-                   batch_norm="BatchNorm_0" in params)
+                   batch_norm="BatchNorm_0" in params,
+                   upsampler="resize_conv" if upsampling == channels else "pixel_shuffle")
+
+
+PAPER_GENERATOR = {"batch_norm": True, "upsampler": "pixel_shuffle"}
+
+
+def upsampling_layers(params: Mapping[str, Any]) -> list[str]:
+    """The names of a generator's upsampling convolutions (Conv_2 .. before the k9 tail)."""
+    convs = sorted((n for n in params if n.startswith("Conv_")), key=lambda n: int(n[5:]))
+    return convs[2:-1]
+
+
+def with_upsampling_of(variables: Mapping[str, Any], fresh_params: Mapping[str, Any]
+                       ) -> dict[str, Any]:
+    """`variables` with their upsampling convolutions taken from `fresh_params` (a freshly
+    initialised generator's, possibly of the other upsampler): everything else, the trained body,
+    PReLUs and k9 tail, is kept. How a trained SRResNet changes its upsampler, or restarts its
+    sub-pixel convolutions from ICNR, before a fine-tune."""
+    layers = upsampling_layers(fresh_params)
+    if upsampling_layers(variables["params"]) != layers:
+        raise ValueError(f"the generators differ in more than their upsampling layers {layers}")
+    params = {name: fresh_params[name] if name in layers else value
+              for name, value in variables["params"].items()}
+    return {"params": params, "batch_stats": variables.get("batch_stats", {})}
 
 
 def fold_batch_norm(variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.channels = 64
     config.model.scale = 4
     config.model.batch_norm = True  # False: a generator without BN (e.g. one folded below)
+    # 'resize_conv': nearest-neighbour x2 then a convolution instead of the paper's sub-pixel
+    # convolution (not in the paper; models.Generator).
+    config.model.upsampler = "pixel_shuffle"
 
     config.crop_size = 96  # HR crop; also the discriminator's input size
     config.batch_size = 16  # global, over all devices and hosts
@@ -67,6 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
     # '' starts SRResNet from scratch; a workdir, model file or shipped name (e.g.
     # 'srresnet_mse_x4') trains that generator further, with a fresh optimizer.
     config.pretrain.init_from = ""
+    # True: init_from's upsampling convolutions are replaced by fresh ones (ICNR for a sub-pixel
+    # convolution), the rest kept: to change config.model.upsampler, or restart the sub-pixel
+    # layers free of checkerboard, before a fine-tune.
+    config.pretrain.reinit_upsampling = False
 
     config.gan = ml_collections.ConfigDict()
     config.gan.steps = 200_000

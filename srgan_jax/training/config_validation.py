@@ -54,6 +54,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of("model.scale", config.model.scale, SCALES)
     _integer("model.num_blocks", config.model.num_blocks, 0)
     _integer("model.channels", config.model.channels, 1)
+    _one_of("model.upsampler", config.model.get("upsampler", "pixel_shuffle"), models.UPSAMPLERS)
+    if config.pretrain.get("reinit_upsampling", False) and not config.pretrain.init_from:
+        raise ValueError("config.pretrain.reinit_upsampling=True replaces the upsampling layers "
+                         "of config.pretrain.init_from's generator, but init_from is empty")
 
     _integer("batch_size", config.batch_size, 1)
     scale = config.model.scale

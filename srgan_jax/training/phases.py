@@ -75,6 +75,8 @@ def enter_phase(
     generator, discriminator = create_states(config, phase, rng, bn_axis_name)
     variables = initial_generator_variables(config, phase, previous_generator)
     if variables is not None:
+        if phase == "pretrain" and config.pretrain.get("reinit_upsampling", False):
+            variables = models.with_upsampling_of(variables, generator.params)
         generator = generator.replace(**variables)
     return generator, discriminator
 
@@ -115,25 +117,31 @@ def initial_generator_variables(
 
 
 def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) -> dict[str, Any]:
+    """The generator variables `source` (a workdir, model file or shipped name) holds, checked
+    against `config.model` (except what the phase changes on purpose: folded BatchNorm,
+    replaced upsampling layers)."""
     if workdirs.workdir_path(source).is_dir():
-        return checkpoints.load_generator_variables(source, config)
-    from srgan_jax.upscaling import registry  # model files and shipped models
+        variables = checkpoints.load_generator_variables(source, config)
+        found = models.ModelConfig.from_variables(variables)
+    else:
+        from srgan_jax.upscaling import registry  # model files and shipped models
 
-    weights = registry.load_weights(source)
+        found, variables = registry.load_weights(source)
     expected = models.ModelConfig.from_training_config(config.model)
     if field == "gan.init_from" and config.gan.get("fold_batch_norm", False):
         # whether there is BatchNorm to fold is checked, with its own message, by the caller
-        expected = dataclasses.replace(expected, batch_norm=weights.config.batch_norm)
-    if weights.config != expected:
-        raise ValueError(
-            f"config.{field}={source!r} is a {_describe(weights.config)}, but config.model "
-            f"asks for a {_describe(expected)}"
-        )
-    return weights.variables
+        expected = dataclasses.replace(expected, batch_norm=found.batch_norm)
+    if field == "pretrain.init_from" and config.pretrain.get("reinit_upsampling", False):
+        expected = dataclasses.replace(expected, upsampler=found.upsampler)  # to be replaced
+    if found != expected:
+        raise ValueError(f"config.{field}={source!r} is a {_describe(found)}, but config.model "
+                         f"asks for a {_describe(expected)}")
+    return variables
 
 
 def _describe(model: models.ModelConfig) -> str:
     kind = "" if model.batch_norm else " BatchNorm-free"
+    kind += "" if model.upsampler == "pixel_shuffle" else f" {model.upsampler}"
     return (f"{model.num_blocks}-block, {model.channels}-channel x{model.scale}{kind} generator "
             f"with value ranges {model.lr_range}/{model.sr_range}")
 

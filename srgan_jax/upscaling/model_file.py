@@ -4,8 +4,9 @@ A model file is one msgpack document (flax.serialization; never pickle) holding
 
     format          'srgan-jax-generator'
     format_version  1
-    config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}, and
-                    'batch_norm': false for a generator without BatchNorm (absent: true)
+    config          {'num_blocks', 'channels', 'scale', 'lr_range', 'sr_range'}, and where the
+                    generator is not the paper's, 'batch_norm': false (no BatchNorm) and
+                    'upsampler': 'resize_conv' (absent: true and 'pixel_shuffle')
     variables       the generator's {'params', 'batch_stats'} as float32 arrays
     checksum        'sha256:<hex>' of the config and every tensor (files written before checksums
                     existed have none: they load with a `ModelFileWarning`)
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
-from srgan_jax.models import ModelConfig
+from srgan_jax.models import UPSAMPLERS, ModelConfig
 from srgan_jax.output_paths import write_output
 
 FORMAT = "srgan-jax-generator"
@@ -65,10 +66,13 @@ def config_from_dict(config: Mapping[str, Any], source: str) -> ModelConfig:
     if not isinstance(config.get("batch_norm", True), bool):
         raise ModelFileError(f"{source}: model config batch_norm must be true or false: "
                              f"{config['batch_norm']!r}")
+    if config.get("upsampler", "pixel_shuffle") not in UPSAMPLERS:
+        raise ModelFileError(f"{source}: model config upsampler must be one of {UPSAMPLERS}: "
+                             f"{config['upsampler']!r}")
     try:
         values = {
             name: tuple(float(x) for x in value) if name.endswith("_range")
-            else value if name == "batch_norm" else int(value)
+            else value if name in ("batch_norm", "upsampler") else int(value)
             for name, value in config.items()
         }
     except (TypeError, ValueError) as e:

@@ -38,6 +38,10 @@ DATA = REPO.parent / "shared" / "data"
 DEFAULT_ROOT = REPO.parent / "runs" / "grid_arms"
 START = "srresnet_mse_x4"
 
+# Arms with a start of their own: the shipped SRResNet with fresh upsampling layers, fine-tuned on
+# the MSE for 500 updates (global steps 0..500), then the GAN phase from it.
+RESTART = {"pretrain.init_from": START, "pretrain.reinit_upsampling": True,
+           "pretrain.steps": 500, "gan.init_from": ""}
 # Each arm's config overrides on top of the common SRGAN-MSE set-up (`arm_config`).
 ARMS: dict[str, dict[str, Any]] = {
     "paper": {},
@@ -48,6 +52,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "relativistic": {"gan.adversarial_loss": "relativistic"},
     "d_lr_0.1": {"gan.discriminator_lr_scale": 0.1},
     "adv_5e-4": {"gan.adversarial_weight": 5e-4},
+    "resize_conv": {"model.upsampler": "resize_conv", **RESTART},
+    "icnr_start": RESTART,
 }
 TABLE_STEPS = (250, 500, 1000)
 STRIP_CROPS = {"comic": ("comic.png", 60, 40), "foreman": ("foreman.png", 40, 90),
@@ -84,10 +90,17 @@ def train(arm: str, root: pathlib.Path, steps: int, data: pathlib.Path) -> None:
     trainer.train_and_evaluate(arm_config(arm, steps, data), str(root / arm))
 
 
-def checkpoint_steps(workdir: pathlib.Path) -> list[int]:
-    """The steps of `workdir`'s checkpoints that the curves and the table use."""
+def gan_start(arm: str) -> int:
+    """The global step where `arm`'s GAN phase starts (after its fine-tune, if any)."""
+    return ARMS[arm].get("pretrain.steps", 0)
+
+
+def checkpoint_steps(workdir: pathlib.Path, start: int) -> list[int]:
+    """The global steps of `workdir`'s checkpoints that the curves and the table use: every 100
+    GAN updates and the table's, counted from the GAN phase's `start` (included)."""
     found = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-    return [s for s in found if s % 100 == 0 or s in TABLE_STEPS]
+    return [s for s in found
+            if s >= start and ((s - start) % 100 == 0 or s - start in TABLE_STEPS)]
 
 
 def measure_generator(upscale: protocol.UpscaleFn, images: list, keep: dict[str, tuple]
@@ -152,18 +165,20 @@ def measure(arms: Sequence[str], root: pathlib.Path, data: pathlib.Path) -> None
         path = workdir / "set14.json"
         results = json.loads(path.read_text()) if path.exists() else {}
         d_outputs = discriminator_outputs(workdir)
-        for step in checkpoint_steps(workdir):
-            if str(step) in results:
+        start = gan_start(arm)
+        for step in checkpoint_steps(workdir, start):
+            updates = step - start  # GAN updates, the key of the results
+            if str(updates) in results:
                 continue
             variables = registry.workdir_variables(str(workdir), step)
             upscaler = Upscaler(variables, dtype="float32")
             row, crops = measure_generator(upscaler, images, keep)
-            logged = [s for s in d_outputs if s <= step]
+            logged = [s for s in d_outputs if start < s <= step]
             row.update(d_outputs[max(logged)] if logged else {})
-            results[str(step)] = row
-            save_crops(workdir / "crops" / str(step), crops)
+            results[str(updates)] = row
+            save_crops(workdir / "crops" / str(updates), crops)
             path.write_text(json.dumps(results, indent=1))
-            print(f"{arm} {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()),
+            print(f"{arm} {updates}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()),
                   flush=True)
 
 
@@ -214,9 +229,9 @@ def curves(results: dict[str, dict[int, dict]], references: dict[str, dict],
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
     start = references["start"]
     for ax, (key, label, log) in zip(axes, panels, strict=True):
-        for arm, rows in results.items():
-            steps = [0, *sorted(s for s in rows if s % 100 == 0)]
-            values = [start[key], *(rows[s][key] for s in steps[1:])]
+        for arm, rows in results.items():  # an arm with a start of its own measured it as 0
+            steps = sorted({0, *(s for s in rows if s % 100 == 0)})
+            values = [rows[s][key] if s in rows else start[key] for s in steps]
             ax.plot(steps, values, marker=".", label=arm)
         if key in references["HR"]:
             ax.axhline(references["HR"][key], color="k", linestyle="--", linewidth=1, label="HR")
@@ -240,8 +255,9 @@ def strips(results: dict[str, dict[int, dict]], root: pathlib.Path, crop: str,
                      255, np.uint8)
     for i, arm in enumerate(rows):
         for j, column in enumerate(columns):
-            folder = {"start": root / "start_crops", "HR": root / "hr_crops"}.get(
-                column, root / arm / "crops" / str(column))
+            own_start = root / arm / "crops" / "0"  # an arm with a start of its own
+            folder = {"start": own_start if own_start.is_dir() else root / "start_crops",
+                      "HR": root / "hr_crops"}.get(column, root / arm / "crops" / str(column))
             pixels = image_io.read_image(folder / f"{crop}.png").pixels
             pixels = np.repeat(pixels[..., None], 3, -1) if pixels.ndim == 2 else pixels[..., :3]
             canvas[i * (panel + gap):i * (panel + gap) + panel,

@@ -7,14 +7,15 @@ computes (eval-mode BN makes the net translation-equivariant), so each tile keep
 `tile` pixels a side (Real-ESRGAN's `--tile`), and is read with an `overlap` (`--tile_pad`) of at
 least the radius on each side. No feathered blending is needed, and the tiled result equals the
 untiled one up to float rounding. Tiling costs only the overlap: a tile computes
-(tile + 2 * overlap)^2 pixels to keep tile^2.
+(tile + 2 * overlap)^2 pixels to keep tile^2, or fewer.
 
-Every window of an image has the same shape, tile + 2 * overlap a side (the axis' length when it
-is shorter), so that one compilation serves every tile, and every image whose sides reach it: the
-last window of a row or column is shifted back to end at the image edge rather than cut short.
-The image itself may carry a `margin` of padding on each side (`srgan_jax.upscaling.inference`
-adds the receptive field of mirrored pixels, so that the image's own border sees image-like
-context): it is read as context, and its output is never kept.
+An axis is cut into the fewest kept parts of at most `tile` pixels, all of one size (a 640-pixel
+axis in tiles of at most 512 keeps 320 + 320, not 512 + 128), so every window of an image has
+the same shape, one compilation serves all its tiles, and no window computes more than its own
+overlap: the last one is shifted back to end at the image edge rather than cut short. The image
+itself may carry a `margin` of padding on each side (`srgan_jax.upscaling.inference` adds the
+receptive field of mirrored pixels, so that the image's own border sees image-like context): it
+is read as context, and its output is never kept.
 """
 from __future__ import annotations
 
@@ -60,22 +61,24 @@ def window_side(tile: int, overlap: int) -> int:
 
 
 def split_axis(length: int, tile: int, overlap: int, margin: int = 0) -> list[Span]:
-    """Covers [margin, length - margin) with kept parts of at most `tile` pixels, the fewest
-    possible, each inside a window of `window_side(tile, overlap)` pixels (the whole axis when it
-    is not longer), so that every kept pixel has `overlap` pixels of context on both sides, or
-    the axis' end. All windows have one size: the last is shifted back to end at the axis' end.
+    """Covers [margin, length - margin) with the fewest kept parts of at most `tile` pixels, of
+    equal size (the last may be a pixel or so shorter), each inside a window of
+    `window_side(part, overlap)` pixels (the whole axis when it is not longer), so that every kept
+    pixel has `overlap` pixels of context on both sides, or the axis' end. All windows have one
+    size: the last is shifted back to end at the axis' end.
     """
     check_tile(tile, overlap)
     inner = length - 2 * margin
     if inner < 1:
         raise ValueError(f"cannot tile an axis of length {length} with a margin of {margin}")
-    window = window_side(tile, overlap)
+    part = math.ceil(inner / math.ceil(inner / tile))
+    window = window_side(part, overlap)
     if length <= window:
         return [Span(0, length, margin, length - margin)]
     spans = []
-    for keep_start in range(margin, length - margin, tile):
+    for keep_start in range(margin, length - margin, part):
         start = min(max(keep_start - overlap, 0), length - window)
-        spans.append(Span(start, start + window, keep_start, min(keep_start + tile,
+        spans.append(Span(start, start + window, keep_start, min(keep_start + part,
                                                                   length - margin)))
     return spans
 

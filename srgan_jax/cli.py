@@ -99,13 +99,17 @@ LIBRARY_NOISE = LibraryNoise()  # one instance: adding it again is a no-op
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Installs `LIBRARY_NOISE` on the loggers orbax writes to and, unless `verbose`, drops the
-    'Event loop is closed' errors that orbax's asyncio threads leave behind when a checkpoint
-    save fails or is interrupted (Python reports them as unraisable, one traceback each)."""
+    """Installs `LIBRARY_NOISE` on the loggers orbax writes to and, unless `verbose`, silences
+    asyncio's logger and drops the 'Event loop is closed' errors that orbax's asyncio threads
+    leave behind when a checkpoint save fails or is interrupted (Python reports them as
+    unraisable, one traceback each)."""
     LIBRARY_NOISE.verbose = verbose
     logging.getLogger("absl").addFilter(LIBRARY_NOISE)
-    # orbax modules that log through the standard library do it under the 'orbax' logger.
-    logging.getLogger("orbax").setLevel(logging.WARNING if verbose else logging.CRITICAL + 1)
+    # orbax modules that log through the standard library do it under the 'orbax' logger; the
+    # 'asyncio' logger reports the tasks orbax's threads leave ('Task exception was never
+    # retrieved' after a damaged checkpoint was read, with a traceback).
+    for name in ("orbax", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.CRITICAL + 1)
     if not isinstance(sys.unraisablehook, _AsyncioShutdownFilter):
         sys.unraisablehook = _AsyncioShutdownFilter(sys.unraisablehook)
 
@@ -137,8 +141,9 @@ def run_command(
     quiet_libraries(verbose)
     try:
         return int(body(argv) or EXIT_OK)
-    except KeyboardInterrupt:
-        print(error_line(command, "interrupted"), file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # its message, if any, says what was left undone
+        print(error_line(command, "interrupted" + (f": {interrupt}" if str(interrupt) else "")),
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         if not is_expected(error):

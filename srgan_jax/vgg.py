@@ -22,7 +22,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +306,19 @@ def _read_conv(
     if missing := expected.keys() - found.keys():
         raise VGGWeightsError(f"{path}: layer {name} has no {' or '.join(sorted(missing))} weight")
     return found
+
+
+def check_vgg19_weights(path: str | os.PathLike, layers: Iterable[str]) -> str | None:
+    """Reads every conv up to the deepest of the feature maps `layers` from the file at `path`,
+    so that a damaged file, or one that is not VGG19's, fails with a `VGGWeightsError` naming it
+    before training starts. Returns a warning naming the file if it is not Keras's file (by md5):
+    other weights work, but the VGG losses are then not the paper's. None for Keras's file."""
+    read_vgg19_h5(path, max(layers, key=lambda layer: len(conv_layers(layer))))
+    actual = _file_md5(Path(path))
+    if actual == WEIGHTS_MD5:
+        return None
+    return (f"{path}: md5 {actual} is not that of Keras's {WEIGHTS_FILENAME} ({WEIGHTS_MD5}); "
+            "the VGG losses use these weights as they are, and are not the paper's")
 
 
 def load_vgg19_params(

@@ -200,3 +200,89 @@ def test_workdir_urls_stay_urls_and_local_paths_become_absolute(tmp_path, monkey
     assert workdirs.is_remote("gs://bucket/run") and not workdirs.is_remote("runs/gs:x")
     monkeypatch.chdir(tmp_path)
     assert checkpoints.checkpoint_dir("run") == str(tmp_path / "run" / "checkpoints")
+
+
+# --- Issue 24: failures while writing, and readers racing a running training ------------------
+
+def test_a_failed_save_is_one_error_naming_its_step_and_what_is_intact(tmp_path, monkeypatch):
+    """orbax re-raises its writer thread's error (tensorstore's status text) at the next wait."""
+    ckpt = checkpoints.Checkpointer(str(tmp_path), _config())
+    ckpt.save(_ckpt(1))
+    ckpt.wait()
+    ckpt.save(_ckpt(2))
+    ckpt.wait()
+
+    def disk_full():
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "step/0" in OCDBT database: Failed '
+                         "to write 8302592 bytes to file 5: No space left on device "
+                         "[os_error_code='28']")
+
+    monkeypatch.setattr(ckpt._manager, "wait_until_finished", disk_full)
+    ckpt._saving = 3  # as if the save of step 3 were under way
+    with pytest.raises(checkpoints.CheckpointWriteError) as error:
+        ckpt.close()
+    assert str(error.value) == (
+        f"cannot write the checkpoint of step 3 to {tmp_path / 'checkpoints'} (No space left on "
+        "device); the checkpoint of step 2 is intact: fix that, then run the same command to "
+        "resume from it")
+    monkeypatch.undo()
+    ckpt._manager.close()
+
+
+def test_a_second_ctrl_c_while_a_checkpoint_is_written_says_what_is_left(tmp_path, monkeypatch):
+    """Was: dozens of orbax/asyncio tracebacks; now one line (cli prints 'interrupted: ...') and
+    the checkpoints before are intact."""
+    ckpt = checkpoints.Checkpointer(str(tmp_path), _config())
+    ckpt.save(_ckpt(1))
+    ckpt.wait()
+    ckpt.save(_ckpt(2))
+    real_wait = ckpt._manager.wait_until_finished
+
+    def ctrl_c_again():
+        real_wait()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt._manager, "wait_until_finished", ctrl_c_again)
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        ckpt.close()
+    assert str(interrupt.value) == ("the checkpoint of step 2 was being written: if it is "
+                                    "incomplete, the next run ignores it and resumes from step 1")
+    monkeypatch.undo()
+    ckpt._manager.close()
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as again:
+        restored = again.restore_newest_readable(lambda phase: (_state(0), None))
+    _assert_tree_equal(restored.generator, _state(2))
+
+
+def test_a_reader_takes_the_next_step_when_a_training_rotates_the_one_it_reads(tmp_path,
+                                                                             monkeypatch):
+    """Was: `srgan-jax export` racing a running training's rotation failed. The training here
+    keeps one checkpoint: it saves step 2, and deletes step 1, while step 1 is being read."""
+    with checkpoints.Checkpointer(str(tmp_path), _config(), keep=1) as training:
+        training.save(_ckpt(1))
+        training.wait()
+        read = checkpoints._read_generator
+        steps = []
+
+        def rotated_meanwhile(directory, step, config):
+            steps.append(step)
+            if len(steps) == 1:
+                training.save(_ckpt(2))
+                training.wait()
+                assert training.all_steps() == [2]
+            return read(directory, step, config)
+
+        monkeypatch.setattr(checkpoints, "_read_generator", rotated_meanwhile)
+        variables = checkpoints.load_generator_variables(str(tmp_path))
+    assert steps == [1, 2]
+    np.testing.assert_array_equal(variables["params"]["w"], _state(2)["params"]["w"])
+
+
+def test_a_damaged_step_asked_for_by_name_is_not_replaced_by_another(tmp_path):
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        ckpt.save(_ckpt(1))
+        ckpt.save(_ckpt(2))
+    for metadata in (tmp_path / "checkpoints" / "2").rglob("_METADATA"):
+        metadata.write_text("")
+    with pytest.raises(Exception):  # noqa: B017 (orbax's own error for damaged metadata)
+        checkpoints.load_generator_variables(str(tmp_path / "checkpoints" / "2"))

@@ -99,7 +99,9 @@ def test_library_noise_is_kept_off_stderr_unless_verbose(monkeypatch):
     sys.unraisablehook(Unraisable(ValueError("another")))
     assert [u.exc_value.args for u in passed_on] == [("another",)]
     assert not cli.LIBRARY_NOISE.filter(record) and cli.LIBRARY_NOISE.filter(own)
+    assert not logging.getLogger("asyncio").isEnabledFor(logging.ERROR)  # never-retrieved tasks
     cli.run_command("train", lambda argv: None, ["--verbose"])
+    assert logging.getLogger("asyncio").isEnabledFor(logging.ERROR)
     assert cli.LIBRARY_NOISE.filter(record) and cli.LIBRARY_NOISE.filter(own)
     sys.unraisablehook(Unraisable(RuntimeError("Event loop is closed")))
     assert len(passed_on) == 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,3 +52,35 @@ def test_lock_held_by_another_process(tmp_path):
         child.wait()
     with run_control.WorkdirLock(str(tmp_path)):  # the kernel released the dead child's lock
         pass
+
+
+def test_a_run_that_ends_removes_its_lock(tmp_path, caplog):
+    """Was: the file stayed, and every later run warned 'taking over the lock of pid N (not
+    running)'. Only a killed run leaves it (test above)."""
+    with caplog.at_level("WARNING"):
+        with run_control.WorkdirLock(str(tmp_path)):
+            assert (tmp_path / "lock").is_file()
+        assert not (tmp_path / "lock").exists()
+        with pytest.raises(RuntimeError), run_control.WorkdirLock(str(tmp_path)):
+            raise RuntimeError("a run that fails ends too")
+        assert not (tmp_path / "lock").exists()
+        with run_control.WorkdirLock(str(tmp_path)):
+            pass
+    assert caplog.text == ""
+
+
+def test_a_stop_during_interruptible_work_ends_it_at_once():
+    """Validation is such work: a SIGTERM during it must not wait for its end to save."""
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with run_control.StopRequest() as stop:
+            done = []
+            with stop.interruptible():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("the rest of the work")
+            assert stop.signal_name == "SIGTERM" and done == []
+            with stop.interruptible():  # once stopping, nothing is cut short (the save)
+                done.append("ran")
+            assert done == ["ran"]
+    finally:
+        signal.signal(signal.SIGINT, outer)

@@ -384,3 +384,52 @@ def test_phase_spans():
     config.pretrain.steps = -1
     with pytest.raises(ValueError, match="config.pretrain.steps"):
         trainer.phase_spans(config)
+
+
+def test_sigterm_during_a_long_validation_saves_at_once(tmp_path, monkeypatch):
+    """Was: a long validation ran to its end before the checkpoint (here: ten minutes)."""
+    config = test_config.get_config()
+    config.pretrain.steps, config.gan.steps = 4, 0
+    config.eval_every, config.checkpoint_every, config.sample_every = 2, 100, 100
+    started = []
+
+    def long_validation(self, state, eval_metrics, samples):
+        started.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(600)
+
+    monkeypatch.setattr(trainer._Run, "validate", long_validation)
+    with trainer.StopRequest() as stop:
+        state = trainer.train_and_evaluate(config, str(tmp_path), stop)
+    assert time.monotonic() - started[0] < 60
+    assert (stop.signal_name, state.step) == ("SIGTERM", 2)
+    with checkpoints.Checkpointer(str(tmp_path), config) as ckpt:
+        assert ckpt.all_steps() == [2]
+
+
+def test_vgg_weights_that_are_not_keras_are_named_before_training(tmp_path, caplog):
+    """A file that is not Keras's (random weights in Keras's layout here) is read whole before
+    step 0 and named in a warning; the run goes on with it."""
+    import h5py
+
+    path = tmp_path / "other_vgg19.h5"
+    with h5py.File(path, "w") as f:
+        names = [name for name, _, _ in vgg.conv_layers("phi_2_2")]
+        f.attrs["layer_names"] = [n.encode() for n in names]
+        for name, cin, cout in vgg.conv_layers("phi_2_2"):
+            group = f.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            group.create_dataset(f"{name}/kernel:0", data=np.zeros((3, 3, cin, cout), np.float32))
+            group.create_dataset(f"{name}/bias:0", data=np.zeros(cout, np.float32))
+    config = test_config.get_config()
+    config.gan.content_loss = "vgg22"
+    config.vgg.weights_path = str(path)
+    with caplog.at_level("WARNING"):
+        trainer._require_inputs(config)
+    md5 = vgg._file_md5(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: md5 {md5} is not that of Keras's {vgg.WEIGHTS_FILENAME} ({vgg.WEIGHTS_MD5}); "
+        "the VGG losses use these weights as they are, and are not the paper's"]
+    config.gan.content_loss = "vgg54"  # needs convs this file lacks: refused before step 0
+    with pytest.raises(vgg.VGGWeightsError, match="layer block3_conv1 is missing"):
+        trainer._require_inputs(config)

@@ -8,6 +8,7 @@ accelerators, which belong to JAX.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import importlib.util
 import shlex
@@ -17,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from srgan_jax.cli import UserError
-from srgan_jax.data.input_pipeline import ImageSource
+from srgan_jax.data.image_source import ImageSource
 from srgan_jax.imresize import modcrop
 
 DISTRIBUTION = "srgan-jax"
@@ -53,11 +54,12 @@ def missing_modules() -> list[str]:
 
 def require_tfds(data_config: ml_collections.ConfigDict) -> None:
     """Raises `TFDSNotInstalledError`, naming the install command, if `data_config` reads TFDS
-    data and TensorFlow or TFDS is not installed. Cheap: nothing is imported or downloaded, so a
-    run calls it first, before the VGG19 weights or the dataset are fetched.
+    data and TensorFlow or TFDS is missing or broken. A run calls it first, before it creates its
+    workdir or fetches the VGG19 weights or the dataset; other sources import nothing here.
     """
     if data_config.source == "tfds":
         _require_installed(data_config.tfds_name)
+        _require_importable(data_config.tfds_name)
 
 
 def _require_installed(name: str) -> None:
@@ -68,6 +70,20 @@ def _require_installed(name: str) -> None:
             f"{' and '.join(missing)} cannot be imported; install them with: {install_command()}"
             "  (or use config.data.source='folder' or 'demo')"
         )
+
+
+def _require_importable(name: str) -> None:
+    """Imports TensorFlow and TFDS (installed, so the run will need them anyway): an install that
+    is present but broken (mismatched versions, say) fails here with one line, not later."""
+    for module in REQUIRED_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 (a broken package can raise anything)
+            detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            raise TFDSNotInstalledError(
+                f"config.data.source='tfds' ({name}): {module} is installed but fails to import "
+                f"({detail}); reinstall it with: {install_command()}"
+            ) from error
 
 
 def tfds_source(

@@ -21,9 +21,11 @@ pre-trained SRResNet's would always pick the SRResNet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,14 +46,28 @@ PyTree = Any
 ARCHITECTURE_FIELDS = ("model.num_blocks", "model.channels", "model.scale")
 # The discriminator's dense layer is sized by the crop; it matters once a GAN phase has run.
 DISCRIMINATOR_FIELDS = ("crop_size",)
+# Config fields that change how a run is watched, stored or spread over hosts, not what it trains:
+# a resumed run may change them without a word.
+LOGISTICS_FIELDS = frozenset({
+    "log_every", "eval_every", "checkpoint_every", "sample_every", "keep_checkpoints",
+    "num_samples", "num_eval_images", "evals", "distributed", "coordinator_address",
+    "num_processes", "process_id", "vgg.download", "data.prefetch", "data.num_workers",
+    "data.device_prefetch", "data.tfds_data_dir", "data.cache_bytes",
+})
 BEST_METRIC = "psnr"
 PHASE_METRIC = "phase"  # stored with the metrics: the index of the phase in PHASE_ORDER
 PHASE_ORDER = ("pretrain", "gan")
 DAMAGED_DIR = "damaged_checkpoints"  # unreadable steps are moved here, never deleted
+READ_ATTEMPTS = 3  # checkpoints a reader tries when a running training removes the one it reads
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was written for a different model than the config describes."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a lost connection): the run stops; the
+    checkpoints written before are intact."""
 
 
 @dataclasses.dataclass
@@ -95,6 +111,27 @@ def check_compatible(
                 f"checkpoint {where} was written with {field}={old!r} but the config has "
                 f"{field}={new!r}; use a new --workdir, or set --config.{field}={old!r}"
             )
+
+
+def config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict) -> list[str]:
+    """'field old -> new' for each training field (not `LOGISTICS_FIELDS`) whose value in
+    `config` differs from the checkpoint's `saved` config, in field order. Fields only one of them
+    has (added or removed in another version of this package) are not compared."""
+    old, new = _flatten_config(saved), _flatten_config(json.loads(config.to_json()))
+    return [f"{field} {old[field]!r} -> {new[field]!r}" for field in new
+            if field in old and old[field] != new[field]
+            and not any(field == f or field.startswith(f + ".") for f in LOGISTICS_FIELDS)]
+
+
+def _flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'data.source': 'demo', ...}: the leaves of a config as JSON stores it, by dotted name."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _abstract(tree: PyTree) -> PyTree:
@@ -146,6 +183,7 @@ class Checkpointer:
             cleanup_tmp_directories=True,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._saving: int | None = None  # the step whose asynchronous save may still fail
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -179,7 +217,9 @@ class Checkpointer:
         }
         if ckpt.discriminator is not None:
             items["discriminator"] = ocp.args.StandardSave(ckpt.discriminator)
-        self._manager.save(
+        self.wait()  # a failure of the previous save is reported as that step's
+        self._saving = ckpt.step
+        self._finishing(lambda: self._manager.save(
             ckpt.step,
             args=ocp.args.Composite(**items),
             metrics=None
@@ -189,7 +229,25 @@ class Checkpointer:
                 PHASE_METRIC: float(PHASE_ORDER.index(ckpt.phase)),
             },
             force=True,
-        )
+        ))
+
+    def _finishing(self, call: Callable[[], Any]) -> Any:
+        """`call()` (which may end the pending save), a failed save raised as one
+        `CheckpointWriteError` naming its step, the reason and the checkpoint that is intact."""
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 (orbax re-raises its writer threads' errors)
+            step, self._saving = self._saving, None
+            if step is None:
+                raise
+            code = re.search(r"os_error_code='?(\d+)", str(error))
+            reason = os.strerror(int(code[1])) if code else " ".join(str(error).split())[:300]
+            intact = [s for s in self._committed_steps() if s != step]
+            raise CheckpointWriteError(
+                f"cannot write the checkpoint of step {step} to {self.directory} ({reason}); "
+                + (f"the checkpoint of step {max(intact)} is intact: fix that, then run the same "
+                   "command to resume from it" if intact else "no earlier checkpoint exists")
+            ) from error
 
     def reached_preemption(self, step: int) -> bool:
         """Whether JAX's preemption service has asked every host to save and stop at `step`."""
@@ -199,6 +257,12 @@ class Checkpointer:
         """The `meta` item of `step` (its phase decides the state targets to restore into)."""
         restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return restored["meta"]
+
+    def read_config(self, step: int) -> dict[str, Any]:
+        """The config `step` was written with, as JSON stores it."""
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return restored["config"]
 
     def restore_newest_readable(
         self, templates: Callable[[str], tuple[PyTree, PyTree | None]]
@@ -265,13 +329,41 @@ class Checkpointer:
             data_state=saved["data"],
         )
 
+    def _committed_steps(self) -> list[int]:
+        """The steps whose directories are complete (orbax renames them into place)."""
+        directory = epath.Path(self.directory)
+        return sorted(int(p.name) for p in directory.iterdir()
+                      if p.name.isdigit()) if directory.is_dir() else []
+
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are on disk."""
-        self._manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are on disk (`CheckpointWriteError` if the
+        last one failed)."""
+        self._finishing(self._manager.wait_until_finished)
+        self._saving = None
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        """Waits for the pending save, then releases orbax's threads. A second Ctrl-C while
+        waiting leaves the save unfinished: orbax ignores such a step on the next start."""
+        try:
+            self.wait()
+        except KeyboardInterrupt:
+            if self._saving is None:
+                raise
+            intact = [s for s in self._committed_steps() if s != self._saving]
+            raise KeyboardInterrupt(
+                f"the checkpoint of step {self._saving} was being written: if it is incomplete, "
+                "the next run ignores it and resumes from "
+                + (f"step {max(intact)}" if intact else "the start")) from None
+        except Exception:
+            with contextlib.suppress(Exception):  # the save's error is the one to report
+                self._manager.close()
+            raise
         self._manager.close()
+
+
+def _is_step_dir(path: epath.Path) -> bool:
+    """Whether `path` is one checkpoint step's directory (named by its step, with a generator)."""
+    return path.name.isdigit() and (path / "generator").is_dir()
 
 
 def _resolve_step_dir(path: str | os.PathLike) -> tuple[str, int]:
@@ -279,7 +371,7 @@ def _resolve_step_dir(path: str | os.PathLike) -> tuple[str, int]:
     path = workdirs.workdir_path(path)
     if (path / "checkpoints").is_dir():
         path = path / "checkpoints"
-    if path.name.isdigit() and (path / "generator").is_dir():
+    if _is_step_dir(path):
         return os.fspath(path.parent), int(path.name)
     steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
     if not steps:
@@ -308,10 +400,31 @@ def load_generator_variables(
     """`{'params', 'batch_stats'}` of the generator in a checkpoint (latest step of a workdir).
 
     This is how the GAN phase starts from a trained SRResNet (`config.gan.init_from`); with
-    `config` the checkpoint's architecture is checked against it first.
+    `config` the checkpoint's architecture is checked against it first. The workdir may belong to
+    a training that is running: if the latest step is removed while it is read (the training
+    keeps only its last few), the newest step then present is read instead.
     """
-    directory, step = _resolve_step_dir(path)
-    with ocp.CheckpointManager(directory) as m:
+    one_step = _is_step_dir(workdirs.workdir_path(path))
+    removed: list[int] = []
+    for _ in range(READ_ATTEMPTS):
+        directory, step = _resolve_step_dir(path)
+        try:
+            return _read_generator(directory, step, config)
+        except Exception:
+            if one_step or epath.Path(directory, str(step)).exists():
+                raise  # damaged or another model, not removed; or the one step asked for
+            removed.append(step)
+    raise FileNotFoundError(
+        f"{path}: the checkpoints of steps {removed} were removed while they were read (a "
+        "training rotating its checkpoints); try again, or export with --step or --best")
+
+
+def _read_generator(
+    directory: str, step: int, config: ml_collections.ConfigDict | None
+) -> dict[str, PyTree]:
+    """The generator variables of checkpoint `step` in `directory`, read-only."""
+    options = ocp.CheckpointManagerOptions(read_only=True)
+    with ocp.CheckpointManager(directory, options=options) as m:
         if config is not None:
             saved = m.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
             where = os.path.join(directory, str(step))

@@ -42,6 +42,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
+        self._interruptible = False
 
     @property
     def requested(self) -> bool:
@@ -60,10 +61,35 @@ class StopRequest:
             self.signal_name,
         )
         signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+        if self._interruptible:
+            self._interruptible = False
+            raise _Interrupted
 
     def __exit__(self, *exc_info: Any) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+
+    def interruptible(self) -> _InterruptibleWork:
+        """A context for work that a stop may cut short (validation): a signal during it ends
+        it at once, so that the checkpoint is not delayed by it; `requested` is set as usual."""
+        return _InterruptibleWork(self)
+
+
+class _Interrupted(BaseException):
+    """Raised by `StopRequest`'s handler inside `interruptible()` work (a BaseException, so that
+    the work's own `except Exception` clauses do not stop it)."""
+
+
+class _InterruptibleWork:
+    def __init__(self, stop: StopRequest):
+        self.stop = stop
+
+    def __enter__(self) -> None:
+        self.stop._interruptible = not self.stop.requested
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> bool:
+        self.stop._interruptible = False
+        return exc_type is _Interrupted
 
 
 class WorkdirLockedError(RuntimeError):
@@ -73,10 +99,11 @@ class WorkdirLockedError(RuntimeError):
 class WorkdirLock:
     """An advisory lock on `<workdir>/lock` for the whole run, holding the owner's pid and host.
 
-    A second run on the same workdir fails at once with a message naming the holder. The lock is
-    an `flock`, which the kernel releases when its process dies, so a run killed with SIGKILL
-    leaves a file but no lock: the next run takes it over and says so (stale: dead pid on the same
-    host). Remote workdirs (`gs://...`) cannot be flocked and are not locked.
+    A second run on the same workdir fails at once with a message naming the holder. A run that
+    ends (finished, stopped, or failed with an error) removes the file. The lock is an `flock`,
+    which the kernel releases when its process dies, so a run killed with SIGKILL leaves a file
+    but no lock: the next run takes it over and says so (stale: dead pid on the same host).
+    Remote workdirs (`gs://...`) cannot be flocked and are not locked.
     """
 
     def __init__(self, workdir: str):
@@ -87,19 +114,23 @@ class WorkdirLock:
         if workdirs.is_remote(self.path):
             logging.warning("%s: remote workdir, not locked against a second run", self.path)
             return self
-        self._file = open(self.path, "a+")  # noqa: SIM115 (held until __exit__)
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            holder = _read_holder(self._file)
-            self._file.close()
-            self._file = None
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise WorkdirLockedError(
-                f"{os.path.dirname(self.path)} is in use by another training run "
-                f"({_describe(holder)}); wait for it to finish or use another --workdir"
-            ) from None
+        while self._file is None:
+            file = open(self.path, "a+")  # noqa: SIM115 (held until __exit__)
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = _read_holder(file)
+                file.close()
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise WorkdirLockedError(
+                    f"{os.path.dirname(self.path)} is in use by another training run "
+                    f"({_describe(holder)}); wait for it to finish or use another --workdir"
+                ) from None
+            if _same_file(file, self.path):
+                self._file = file
+            else:  # the run that held it removed it as it ended: lock the one there now
+                file.close()
         previous = _read_holder(self._file)
         if previous and previous.get("pid") != os.getpid():
             same_host = previous.get("host") == socket.gethostname()
@@ -115,8 +146,19 @@ class WorkdirLock:
 
     def __exit__(self, *exc_info: Any) -> None:
         if self._file is not None:
-            self._file.close()  # closing releases the flock; the file stays as a record
+            if _same_file(self._file, self.path):
+                os.unlink(self.path)  # while still locked, so that no other run holds it
+            self._file.close()  # closing releases the flock
             self._file = None
+
+
+def _same_file(file: Any, path: str) -> bool:
+    """Whether the open `file` is still the file at `path` (not removed or replaced)."""
+    try:
+        here, there = os.fstat(file.fileno()), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _read_holder(file: Any) -> dict[str, Any] | None:

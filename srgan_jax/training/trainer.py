@@ -1,9 +1,11 @@
 """The training loop: SRResNet pre-training, then the SRGAN phase, resumable at any checkpoint.
 
-`train_and_evaluate(config, workdir)` checks the config, locks the workdir, resumes from the newest
-readable checkpoint (or starts afresh), then runs each phase: enter it (new optimizers; the GAN
-phase's generator is the trained SRResNet), and repeat [run one compiled call of 1 or K steps, log,
-validate, write samples, checkpoint] until the phase ends or a stop is requested. Steps are
+`train_and_evaluate(config, workdir)` checks the config and its inputs, locks the workdir, resumes
+from the newest readable checkpoint (warning of each training field the config changed, refusing
+a change that would go back a phase) or starts afresh, then runs each phase: enter it (new
+optimizers; the GAN phase's generator is the trained SRResNet), and repeat [run one compiled call
+of 1 or K steps, log, validate, write samples, checkpoint] until the phase ends or a stop is
+requested (a stop cuts a validation short: the checkpoint comes first). Steps are
 counted globally; the batch of step `s` is a pure function of (seed, s) and its PRNG key is
 `fold_in(key(seed), s)`, so a resumed run continues exactly as if it had never stopped.
 
@@ -93,11 +95,36 @@ def train_and_evaluate(
 
 
 def _require_inputs(config: ml_collections.ConfigDict) -> None:
-    """Checks that TFDS is installed if the data needs it, then finds (or downloads) the VGG19
-    weights if a phase needs them: failures come first, not after a download or days into a run."""
-    tfds_data.require_tfds(config.data)  # imports nothing
-    if phases.vgg_layers_needed(config) and not config.vgg.random_weights:
-        vgg.resolve_vgg19_weights(config.vgg.weights_path, download=config.vgg.download)
+    """Checks that TFDS works if the data needs it, then finds (or downloads) the VGG19 weights if
+    a phase needs them and reads the layers it needs: failures come first, before the workdir is
+    made, not after a download or days into a run. Weights that are not Keras's get a warning."""
+    tfds_data.require_tfds(config.data)
+    layers = phases.vgg_layers_needed(config)
+    if layers and not config.vgg.random_weights:
+        path = vgg.resolve_vgg19_weights(config.vgg.weights_path, download=config.vgg.download)
+        warning = vgg.check_vgg19_weights(path, layers)
+        if warning:
+            logging.warning("%s", warning)
+
+
+def check_phase_order(
+    state: TrainingCheckpoint, spans: list[PhaseSpan], saved: dict[str, Any], workdir: str
+) -> None:
+    """Raises `ValueError` if resuming `state` would go back to an earlier phase: a finished
+    pre-training step count raised under a GAN checkpoint would pre-train the GAN-trained generator
+    again, then start a second GAN phase. `saved` is the checkpoint's config."""
+    following = next((span for span in spans if state.step < span.end), None)
+    if state.phase is None or following is None:
+        return
+    if phases.PHASES.index(following.name) < phases.PHASES.index(state.phase):
+        field = f"{following.name}.steps"
+        raise ValueError(
+            f"the checkpoint of step {state.step} is in the {state.phase} phase, but "
+            f"config.{field}={following.end} puts step {state.step} back in the {following.name} "
+            f"phase; to continue this run keep --config.{field}={saved[following.name]['steps']}; "
+            f"to train its generator in the {following.name} phase again, start a new --workdir "
+            f"with --config.{following.name}.init_from={workdir}"
+        )
 
 
 class _Run:
@@ -140,9 +167,11 @@ class _Run:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.batches.close()
-        self.checkpointer.close()
-        self.writer.close()
+        try:
+            self.batches.close()
+            self.checkpointer.close()  # raises if the last save failed
+        finally:
+            self.writer.close()
 
     def restore(self) -> TrainingCheckpoint:
         """The newest readable checkpoint, or the start of a fresh run."""
@@ -152,10 +181,16 @@ class _Run:
         restored = self.checkpointer.restore_newest_readable(templates)
         if restored is None:
             return TrainingCheckpoint(0, None, None, None, self.rng, self.batches.get_state())
+        saved = self.checkpointer.read_config(restored.step)
+        check_phase_order(restored, phases.phase_spans(self.config), saved, self.workdir)
         self.last_saved_step = restored.step
         self.batches.set_state(restored.data_state)
         logging.info("resumed at step %d (phase %s) from %s", restored.step, restored.phase,
                      self.checkpointer.directory)
+        changes = checkpoints.config_changes(saved, self.config)
+        if changes:
+            logging.warning("resuming step %d with a config that differs from its checkpoint's: "
+                            "%s", restored.step, ", ".join(changes))
         return restored
 
     def enter(self, span: PhaseSpan, state: TrainingCheckpoint) -> TrainingCheckpoint:
@@ -209,8 +244,12 @@ class _Run:
             if checkpoint or eval_now or sample_now:
                 self.metrics_log.check()  # a NaN stops the run before it is validated or saved
                 host_state = current()
-                val_metrics = self.validate(host_state, eval_now, sample_now)
-                if checkpoint:
+                val_metrics = None
+                if not stopping:  # a stop, before or during validation, skips it: save at once
+                    with stop.interruptible():
+                        val_metrics = self.validate(host_state, eval_now, sample_now)
+                    stopping = stop.requested
+                if checkpoint or stopping:
                     self.save(host_state, val_metrics)
             if stopping:
                 break

@@ -231,15 +231,16 @@ def test_a_failed_save_is_one_error_naming_its_step_and_what_is_intact(tmp_path,
 
 def test_a_second_ctrl_c_while_a_checkpoint_is_written_says_what_is_left(tmp_path, monkeypatch):
     """Was: dozens of orbax/asyncio tracebacks; now one line (cli prints 'interrupted: ...') and
-    the checkpoints before are intact."""
+    the checkpoints before are intact. The second Ctrl-C lands while 128 MB are being written."""
     ckpt = checkpoints.Checkpointer(str(tmp_path), _config())
     ckpt.save(_ckpt(1))
     ckpt.wait()
-    ckpt.save(_ckpt(2))
+    big = checkpoints.TrainingCheckpoint(2, "pretrain", {"w": np.zeros(32 << 20, np.float32)},
+                                         None, jax.random.key(0), {"step": 2})
+    ckpt.save(big)
     real_wait = ckpt._manager.wait_until_finished
 
-    def ctrl_c_again():
-        real_wait()
+    def ctrl_c_again():  # pressed while the save is under way
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ckpt._manager, "wait_until_finished", ctrl_c_again)
@@ -248,10 +249,12 @@ def test_a_second_ctrl_c_while_a_checkpoint_is_written_says_what_is_left(tmp_pat
     assert str(interrupt.value) == ("the checkpoint of step 2 was being written: if it is "
                                     "incomplete, the next run ignores it and resumes from step 1")
     monkeypatch.undo()
+    real_wait()
+    assert str(ckpt.interrupted()) == ""  # nothing under way: nothing to say
     ckpt._manager.close()
     with checkpoints.Checkpointer(str(tmp_path), _config()) as again:
-        restored = again.restore_newest_readable(lambda phase: (_state(0), None))
-    _assert_tree_equal(restored.generator, _state(2))
+        restored = again.restore(1, _state(0), None)
+    _assert_tree_equal(restored.generator, _state(1))
 
 
 def test_a_reader_takes_the_next_step_when_a_training_rotates_the_one_it_reads(tmp_path,

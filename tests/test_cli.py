@@ -41,6 +41,10 @@ def test_verbose_adds_the_traceback_and_is_not_passed_on(capsys):
 def test_ctrl_c_is_exit_130(capsys):
     assert cli.run_command("upscale", failing(KeyboardInterrupt()), []) == 130
     assert capsys.readouterr().err == "srgan-jax upscale: interrupted\n"
+    left = KeyboardInterrupt("the checkpoint of step 2 was being written")  # what was left undone
+    assert cli.run_command("train", failing(left), []) == 130
+    assert capsys.readouterr().err == (
+        "srgan-jax train: interrupted: the checkpoint of step 2 was being written\n")
 
 
 def test_bugs_keep_their_traceback():

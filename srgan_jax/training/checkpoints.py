@@ -329,6 +329,17 @@ class Checkpointer:
             data_state=saved["data"],
         )
 
+    def interrupted(self) -> KeyboardInterrupt:
+        """The KeyboardInterrupt for a second Ctrl-C, which abandons a save under way: its message
+        says which step was being written and where the next run resumes (none without one)."""
+        if self._saving is None or not self._manager.is_saving_in_progress():
+            return KeyboardInterrupt()
+        intact = [s for s in self._committed_steps() if s != self._saving]
+        return KeyboardInterrupt(
+            f"the checkpoint of step {self._saving} was being written: if it is incomplete, the "
+            "next run ignores it and resumes from "
+            + (f"step {max(intact)}" if intact else "the start"))
+
     def _committed_steps(self) -> list[int]:
         """The steps whose directories are complete (orbax renames them into place)."""
         directory = epath.Path(self.directory)
@@ -347,13 +358,7 @@ class Checkpointer:
         try:
             self.wait()
         except KeyboardInterrupt:
-            if self._saving is None:
-                raise
-            intact = [s for s in self._committed_steps() if s != self._saving]
-            raise KeyboardInterrupt(
-                f"the checkpoint of step {self._saving} was being written: if it is incomplete, "
-                "the next run ignores it and resumes from "
-                + (f"step {max(intact)}" if intact else "the start")) from None
+            raise self.interrupted() from None
         except Exception:
             with contextlib.suppress(Exception):  # the save's error is the one to report
                 self._manager.close()

@@ -166,9 +166,11 @@ class _Run:
     def __enter__(self) -> _Run:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
         try:
             self.batches.close()
+            if exc_type is KeyboardInterrupt:  # a second Ctrl-C: abandon a save under way
+                raise self.checkpointer.interrupted() from None
             self.checkpointer.close()  # raises if the last save failed
         finally:
             self.writer.close()

@@ -120,20 +120,30 @@ def scan_images(folder: str | os.PathLike, *, recursive: bool = True) -> FolderS
     """The image files (`is_image_file`) in `folder`, and its sub-folders when `recursive`.
 
     Raises `NotADirectoryError` (an `OSError`) naming `folder` if it is not a folder. Symbolic
-    links to folders are not followed (a link cycle would never end); links to files are.
+    links are followed, to files and to folders; a folder reached a second time (a link cycle, or
+    two links to one folder) is named and left out.
     """
     root = pathlib.Path(folder)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: no such folder")
     files, problems = [], []
+    listed = {os.path.realpath(root): root}  # each folder, by where it really is
 
     def unreadable(error: OSError) -> None:
         problems.append(f"{error.filename}: cannot read this folder ({error.strerror}); "
                         "the images in it were left out")
 
-    for directory, subfolders, names in os.walk(root, onerror=unreadable):
+    for directory, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
         if not recursive:
             subfolders.clear()
+        for name in list(subfolders):
+            path = pathlib.Path(directory, name)
+            real = os.path.realpath(path)
+            if real in listed:
+                subfolders.remove(name)
+                problems.append(f"{path}: the folder {listed[real]} again (through a symbolic "
+                                "link); left out")
+            listed.setdefault(real, path)
         for name in names:
             path = pathlib.Path(directory, name)
             if not is_image_file(path):

@@ -292,6 +292,10 @@ def test_folders_list_every_raster_format_and_name_what_they_leave_out(tmp_path,
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (tmp_path / "locked").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f.jpg").write_bytes(b"")
+    (tmp_path / "sub" / "linked").symlink_to(tmp_path / "elsewhere")  # followed, listed once
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)  # a cycle
     real_scandir = os.scandir
 
     def scandir(path="."):  # as root ignores folder modes, the refusal is the listing's
@@ -302,15 +306,19 @@ def test_folders_list_every_raster_format_and_name_what_they_leave_out(tmp_path,
     monkeypatch.setattr(os, "scandir", scandir)
     scan = image_io.scan_images(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == [
-        "a.gif", "b.avif", "c.HEIC", "d.png", "sub/e.jpg"]
+        "a.gif", "b.avif", "c.HEIC", "d.png", "elsewhere/f.jpg", "sub/e.jpg"]
     assert scan.problems == [
         f"{tmp_path / 'gone.png'}: a broken symbolic link, not an image file; left out",
         f"{tmp_path / 'locked'}: cannot read this folder (Permission denied); the images in it "
         "were left out",
-        f"{tmp_path / 'pipe.png'}: a named pipe, not an image file; left out"]
+        f"{tmp_path / 'pipe.png'}: a named pipe, not an image file; left out",
+        f"{tmp_path / 'sub' / 'linked'}: the folder {tmp_path / 'elsewhere'} again (through a "
+        "symbolic link); left out",
+        f"{tmp_path / 'sub' / 'loop'}: the folder {tmp_path} again (through a symbolic link); "
+        "left out"]
     with pytest.raises(OSError) as error:  # what training and evaluation read: all or nothing
         image_io.list_images(tmp_path)
-    assert str(error.value) == scan.problems[0] + " (and 2 more)"
+    assert str(error.value) == scan.problems[0] + " (and 4 more)"
     assert image_io.is_writable_image("x.PNG") and not image_io.is_writable_image("x.gif")
 
 

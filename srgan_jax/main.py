@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from srgan_jax import cli
-from srgan_jax.training import parallel, run_control, trainer
+from srgan_jax.training import metrics_log, parallel, run_control, trainer
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
 
@@ -56,7 +56,7 @@ def _train(argv: Sequence[str]) -> int:
     try:
         with run_control.StopRequest() as stop:
             state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, stop)
-    except (trainer.NonFiniteLossError, run_control.WorkdirLockedError) as error:
+    except (metrics_log.NonFiniteLossError, run_control.WorkdirLockedError) as error:
         raise cli.UserError(str(error)) from error
     if not stop.requested:
         return cli.EXIT_OK

@@ -19,7 +19,7 @@ import pytest
 
 from srgan_jax import vgg
 from srgan_jax.configs import test as test_config
-from srgan_jax.training import parallel, train_state, trainer
+from srgan_jax.training import metrics_log, parallel, train_state, trainer
 from srgan_jax.training import steps as train
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -47,13 +47,13 @@ def test_training_loop_compiles_each_step_once(parallelism, tmp_path, monkeypatc
         if event == COMPILE_EVENT:
             compiled_after.append(last_step[0])
 
-    original_append = trainer.MetricsLog.append
+    original_append = metrics_log.MetricsLog.append
 
     def append(self, first_step, count, step_metrics):
         last_step[0] = first_step + count - 1
         original_append(self, first_step, count, step_metrics)
 
-    monkeypatch.setattr(trainer.MetricsLog, "append", append)
+    monkeypatch.setattr(metrics_log.MetricsLog, "append", append)
     jax.monitoring.register_event_duration_secs_listener(on_event)
     try:
         states = trainer.train_and_evaluate(_config(parallelism), str(tmp_path))

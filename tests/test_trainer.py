@@ -27,7 +27,7 @@ from tensorboard.compat.proto import event_pb2
 from srgan_jax import vgg
 from srgan_jax.configs import test as test_config
 from srgan_jax.data import demo_data
-from srgan_jax.training import checkpoints, phases, trainer
+from srgan_jax.training import checkpoints, metrics_log, phases, run_control, trainer
 
 CONFIG_FILE = test_config.__file__
 CONFIG = test_config.get_config()
@@ -86,7 +86,7 @@ def _wait_for_checkpoint(workdir, step: int, process: subprocess.Popen) -> None:
 
 def _final_states(workdir) -> checkpoints.TrainingCheckpoint:
     """The final checkpoint, restored into the structure of fresh GAN-phase states."""
-    generator, discriminator = trainer.abstract_states(CONFIG, "gan")
+    generator, discriminator = phases.abstract_states(CONFIG, "gan")
     with checkpoints.Checkpointer(str(workdir), CONFIG) as ckpt:
         assert ckpt.latest_step() == FINAL_STEP
         return ckpt.restore(FINAL_STEP, generator, discriminator)
@@ -191,7 +191,7 @@ def test_sigkill_resumes_from_the_last_checkpoint(reference_run, compilation_cac
         assert last in (20, 40, 60)
         meta = ckpt.read_meta(last)
         assert (meta["step"], meta["phase"]) == (last, "pretrain")
-        generator, _ = trainer.abstract_states(CONFIG, "pretrain")
+        generator, _ = phases.abstract_states(CONFIG, "pretrain")
         restored = ckpt.restore(last, generator, None)
         assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.generator))
 
@@ -336,7 +336,7 @@ def test_non_finite_loss_stops_before_saving(tmp_path):
     config.pretrain.learning_rate = 10.0  # diverges within a few steps
     config.gan.steps = 0
     config.checkpoint_every = 1
-    with pytest.raises(trainer.NonFiniteLossError) as error:
+    with pytest.raises(metrics_log.NonFiniteLossError) as error:
         trainer.train_and_evaluate(config, str(tmp_path))
     # The training loss, or first the generator's inference output (BN running statistics).
     match = re.match(r"(content_loss|the generator's validation output) is (nan|inf|NaN or "
@@ -345,7 +345,7 @@ def test_non_finite_loss_stops_before_saving(tmp_path):
     bad_step = int(match.group(3))
     with checkpoints.Checkpointer(str(tmp_path), config) as ckpt:
         steps = ckpt.all_steps()
-        generator, _ = trainer.abstract_states(config, "pretrain")
+        generator, _ = phases.abstract_states(config, "pretrain")
         restored = ckpt.restore(steps[-1], generator, None)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.generator))
     assert steps[-1] == bad_step - 1  # every good step was saved, the bad one not
@@ -364,7 +364,7 @@ def test_stop_request_ctrl_c_once_stops_twice_aborts():
     # Python's own Ctrl-C handler, even where pytest was started in the background (SIG_IGN).
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with trainer.StopRequest() as stop:
+        with run_control.StopRequest() as stop:
             assert not stop.requested
             os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this (the main) thread
             assert stop.requested
@@ -377,13 +377,13 @@ def test_stop_request_ctrl_c_once_stops_twice_aborts():
 
 def test_phase_spans():
     config = test_config.get_config()
-    assert trainer.phase_spans(config) == [
-        trainer.PhaseSpan("pretrain", 0, 60),
-        trainer.PhaseSpan("gan", 60, 64),
+    assert phases.phase_spans(config) == [
+        phases.PhaseSpan("pretrain", 0, 60),
+        phases.PhaseSpan("gan", 60, 64),
     ]
     config.pretrain.steps = -1
     with pytest.raises(ValueError, match="config.pretrain.steps"):
-        trainer.phase_spans(config)
+        phases.phase_spans(config)
 
 
 def test_sigterm_during_a_long_validation_saves_at_once(tmp_path, monkeypatch):
@@ -399,7 +399,7 @@ def test_sigterm_during_a_long_validation_saves_at_once(tmp_path, monkeypatch):
         time.sleep(600)
 
     monkeypatch.setattr(trainer._Run, "validate", long_validation)
-    with trainer.StopRequest() as stop:
+    with run_control.StopRequest() as stop:
         state = trainer.train_and_evaluate(config, str(tmp_path), stop)
     assert time.monotonic() - started[0] < 60
     assert (stop.signal_name, state.step) == ("SIGTERM", 2)

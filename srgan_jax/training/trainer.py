@@ -47,13 +47,6 @@ from srgan_jax.training.parallel import Parallel
 from srgan_jax.training.phases import PhaseSpan
 from srgan_jax.upscaling.inference import NonFiniteOutputError
 
-# The names the loop's pieces had before they moved to their own modules.
-abstract_states = phases.abstract_states
-phase_spans = phases.phase_spans
-StopRequest = run_control.StopRequest
-MetricsLog = metrics_log.MetricsLog
-NonFiniteLossError = metrics_log.NonFiniteLossError
-
 
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
@@ -63,9 +56,9 @@ def train_and_evaluate(
     """Trains (or resumes) the run of `config` in `workdir`; returns where it stopped.
 
     Stops early, after saving a checkpoint, on SIGTERM or Ctrl-C (`stop.signal_name` says which;
-    pass your own `StopRequest` to read it); raises `NonFiniteLossError` on a NaN/Inf metric,
-    `checkpoints.CheckpointMismatchError` if `workdir` holds another model, and `ValueError`
-    naming the field for a config that cannot work. Multi-host runs call
+    pass your own `StopRequest` to read it); raises `metrics_log.NonFiniteLossError` on a NaN/Inf
+    metric, `checkpoints.CheckpointMismatchError` if `workdir` holds another model, and
+    `ValueError` naming the field for a config that cannot work. Multi-host runs call
     `parallel.maybe_initialize_distributed(config)` first (main.py does).
     """
     parallel = Parallel.create(config.parallelism, config.batch_size)
@@ -160,7 +153,7 @@ class _Run:
             blocks, parallel.put_batch, config.data.device_prefetch
         )
         self.checkpointer = checkpoints.Checkpointer(workdir, config, keep=config.keep_checkpoints)
-        self.metrics_log = MetricsLog()
+        self.metrics_log = metrics_log.MetricsLog()
         self.last_saved_step = self.checkpointer.latest_step()
 
     def __enter__(self) -> _Run:
@@ -277,7 +270,7 @@ class _Run:
             sr_images = self.validation.super_resolve(state.generator)
         except ValueError as error:
             if isinstance(error.__cause__, NonFiniteOutputError):  # diverged: never save it
-                raise NonFiniteLossError(
+                raise metrics_log.NonFiniteLossError(
                     f"the generator's validation output is NaN or infinite at step {state.step}: "
                     "training stopped; the last checkpoint (if any) is from before this step and "
                     "is intact") from error

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from srgan_jax import checkpoint_reading
 from srgan_jax.training import checkpoints
 
 
@@ -87,9 +88,9 @@ def test_best_is_ranked_within_the_latest_phase(tmp_path):
             ckpt.wait()
         assert ckpt.best_step() == 4
         assert ckpt.all_steps() == [2, 4, 6]  # best SRResNet, best SRGAN, latest
-    assert checkpoints.best_step(str(tmp_path)) == 4
+    assert checkpoint_reading.best_step(str(tmp_path)) == 4
     with pytest.raises(FileNotFoundError, match="no checkpoint was saved with a validation psnr"):
-        checkpoints.best_step(str(tmp_path / "elsewhere"))
+        checkpoint_reading.best_step(str(tmp_path / "elsewhere"))
 
 
 def test_config_mismatch_names_the_field_and_both_values(tmp_path):
@@ -101,7 +102,7 @@ def test_config_mismatch_names_the_field_and_both_values(tmp_path):
     ):
         ckpt.restore(3, generator=_state(0), discriminator=None)
     with pytest.raises(checkpoints.CheckpointMismatchError, match="model.num_blocks"):
-        checkpoints.load_generator_variables(str(tmp_path), _config(num_blocks=4))
+        checkpoint_reading.load_generator_variables(str(tmp_path), _config(num_blocks=4))
 
 
 def test_discriminator_crop_mismatch_is_an_error(tmp_path):
@@ -119,12 +120,28 @@ def test_load_generator_variables_from_workdir_or_step_dir(tmp_path):
         ckpt.save(_ckpt(3))
         ckpt.save(_ckpt(8))
     expected = {"params": _state(8)["params"], "batch_stats": _state(8)["batch_stats"]}
-    _assert_tree_equal(checkpoints.load_generator_variables(str(tmp_path), _config()), expected)
+    loaded = checkpoint_reading.load_generator_variables(str(tmp_path), _config())
+    _assert_tree_equal(loaded, expected)
     step_dir = tmp_path / "checkpoints" / "3"
-    loaded = checkpoints.load_generator_variables(str(step_dir))
+    loaded = checkpoint_reading.load_generator_variables(str(step_dir))
     np.testing.assert_array_equal(loaded["params"]["w"], _state(3)["params"]["w"])
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):
-        checkpoints.load_generator_variables(str(tmp_path / "nothing"))
+        checkpoint_reading.load_generator_variables(str(tmp_path / "nothing"))
+
+
+def test_the_upscaler_reads_a_workdir_without_the_training_stack(tmp_path):
+    """Reading a workdir (export, upscale --workdir) sits below training: no training module."""
+    with checkpoints.Checkpointer(str(tmp_path), _config()) as ckpt:
+        ckpt.save(_ckpt(3))
+    code = ("import sys\n"
+            "from srgan_jax.upscaling import registry\n"
+            f"variables = registry.workdir_variables({str(tmp_path)!r}, best=False, step=3)\n"
+            "assert variables['params']['w'].shape == (4, 4)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('srgan_jax.training')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "[]\n"
 
 
 _KILL_MID_SAVE = textwrap.dedent(
@@ -194,12 +211,12 @@ def test_no_readable_checkpoint_restores_nothing(tmp_path):
 
 
 def test_workdir_urls_stay_urls_and_local_paths_become_absolute(tmp_path, monkeypatch):
-    from srgan_jax.training import workdirs
+    from srgan_jax import workdirs
 
-    assert checkpoints.checkpoint_dir("gs://bucket/run") == "gs://bucket/run/checkpoints"
+    assert checkpoint_reading.checkpoint_dir("gs://bucket/run") == "gs://bucket/run/checkpoints"
     assert workdirs.is_remote("gs://bucket/run") and not workdirs.is_remote("runs/gs:x")
     monkeypatch.chdir(tmp_path)
-    assert checkpoints.checkpoint_dir("run") == str(tmp_path / "run" / "checkpoints")
+    assert checkpoint_reading.checkpoint_dir("run") == str(tmp_path / "run" / "checkpoints")
 
 
 # --- Issue 24: failures while writing, and readers racing a running training ------------------
@@ -264,7 +281,7 @@ def test_a_reader_takes_the_next_step_when_a_training_rotates_the_one_it_reads(t
     with checkpoints.Checkpointer(str(tmp_path), _config(), keep=1) as training:
         training.save(_ckpt(1))
         training.wait()
-        read = checkpoints._read_generator
+        read = checkpoint_reading._read_generator
         steps = []
 
         def rotated_meanwhile(directory, step, config):
@@ -275,8 +292,8 @@ def test_a_reader_takes_the_next_step_when_a_training_rotates_the_one_it_reads(t
                 assert training.all_steps() == [2]
             return read(directory, step, config)
 
-        monkeypatch.setattr(checkpoints, "_read_generator", rotated_meanwhile)
-        variables = checkpoints.load_generator_variables(str(tmp_path))
+        monkeypatch.setattr(checkpoint_reading, "_read_generator", rotated_meanwhile)
+        variables = checkpoint_reading.load_generator_variables(str(tmp_path))
     assert steps == [1, 2]
     np.testing.assert_array_equal(variables["params"]["w"], _state(2)["params"]["w"])
 
@@ -288,4 +305,4 @@ def test_a_damaged_step_asked_for_by_name_is_not_replaced_by_another(tmp_path):
     for metadata in (tmp_path / "checkpoints" / "2").rglob("_METADATA"):
         metadata.write_text("")
     with pytest.raises(Exception):  # noqa: B017 (orbax's own error for damaged metadata)
-        checkpoints.load_generator_variables(str(tmp_path / "checkpoints" / "2"))
+        checkpoint_reading.load_generator_variables(str(tmp_path / "checkpoints" / "2"))

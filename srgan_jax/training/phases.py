@@ -16,8 +16,8 @@ import jax
 import ml_collections
 from absl import logging
 
-from srgan_jax import models, vgg
-from srgan_jax.training import checkpoints, steps, workdirs
+from srgan_jax import checkpoint_reading, models, vgg, workdirs
+from srgan_jax.training import steps
 from srgan_jax.training import train_state as train_state_lib
 from srgan_jax.training.parallel import Parallel
 from srgan_jax.training.train_state import TrainState
@@ -121,7 +121,7 @@ def _load_generator(config: ml_collections.ConfigDict, field: str, source: str) 
     against `config.model` (except what the phase changes on purpose: folded BatchNorm,
     replaced upsampling layers)."""
     if workdirs.workdir_path(source).is_dir():
-        variables = checkpoints.load_generator_variables(source, config)
+        variables = checkpoint_reading.load_generator_variables(source, config)
         found = models.ModelConfig.from_variables(variables)
     else:
         from srgan_jax.upscaling import registry  # model files and shipped models

@@ -24,8 +24,8 @@ from typing import Any
 import jax
 from absl import logging
 
+from srgan_jax import workdirs
 from srgan_jax.progress import format_duration
-from srgan_jax.training import workdirs
 
 LOCK_FILE = "lock"
 

@@ -26,7 +26,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from srgan_jax import vgg
+from srgan_jax import vgg, workdirs
 from srgan_jax.data import input_pipeline, tfds_data
 from srgan_jax.training import (
     batches,
@@ -40,7 +40,6 @@ from srgan_jax.training import (
     step_blocks,
     steps,
     validation,
-    workdirs,
 )
 from srgan_jax.training.checkpoints import TrainingCheckpoint
 from srgan_jax.training.parallel import Parallel

@@ -13,11 +13,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from srgan_jax import models
+from srgan_jax import models, workdirs
 from srgan_jax.data import input_pipeline
 from srgan_jax.evaluation import evaluators
 from srgan_jax.evaluation.validation_set import ValidationSet
-from srgan_jax.training import metric_writers, workdirs
+from srgan_jax.training import metric_writers
 from srgan_jax.training.train_state import TrainState
 from srgan_jax.upscaling.inference import Upscaler
 

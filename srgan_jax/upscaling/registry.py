@@ -108,15 +108,16 @@ def load_weights(
 
 def workdir_variables(workdir: str, step: int | None = None, best: bool = False) -> dict[str, Any]:
     """Generator variables of a training workdir's checkpoint: latest, `step`, or best PSNR."""
-    from srgan_jax.training import checkpoints  # orbax: only for workdirs, not for model files
+    from srgan_jax import checkpoint_reading  # orbax: only for workdirs, not for model files
 
     if best:
-        step = checkpoints.best_step(workdir)
-    path = workdir if step is None else os.path.join(checkpoints.checkpoint_dir(workdir), str(step))
+        step = checkpoint_reading.best_step(workdir)
+    path = workdir if step is None else os.path.join(checkpoint_reading.checkpoint_dir(workdir),
+                                                     str(step))
     if step is not None and not os.path.isdir(path):
         raise FileNotFoundError(f"{workdir}: no checkpoint for step {step} (looked for {path})")
     try:
-        return checkpoints.load_generator_variables(path)
+        return checkpoint_reading.load_generator_variables(path)
     except (KeyError, json.JSONDecodeError) as e:  # orbax: an item missing, or empty metadata
         raise ModelFileError(
             f"{path}: unreadable checkpoint (no generator, or damaged metadata: {e!r})"

@@ -119,8 +119,10 @@ def test_folder_errors_are_named(tmp_path):
         ValidationSet.from_folders([tmp_path / "nowhere"], 4)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match="empty: no image files in this folder"):
+    with pytest.raises(ValueError) as empty:
         ValidationSet.from_folders([tmp_path / "empty"], 4)
+    assert str(empty.value) == (f"{tmp_path / 'empty'}: no image files in this folder (.png, "
+                                ".jpg, .webp, .tif, .bmp or any other format Pillow reads)")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"bad: no usable validation image; .*x\.png: cannot read"):

@@ -41,8 +41,8 @@ def list_dataset(folder: str | os.PathLike) -> list[pathlib.Path]:
     """The image files of a dataset folder (and its sub-folders); an error if there are none."""
     paths = image_io.list_images(folder)
     if not paths:
-        extensions = ", ".join(sorted(image_io.IMAGE_EXTENSIONS))
-        raise ValueError(f"{folder}: no image files in this folder ({extensions})")
+        raise ValueError(f"{folder}: no image files in this folder (.png, .jpg, .webp, .tif, "
+                         ".bmp or any other format Pillow reads)")
     return paths
 
 

@@ -6,8 +6,9 @@ Sub-commands are dispatched lazily so that `srgan-jax upscale` never imports the
 Every sub-command reports failures the same way (`run_command`): an expected error (bad input, a
 damaged file, a wrong config field) is one line `srgan-jax <cmd>: <what>: <why>` on stderr and
 exit status 1; Ctrl-C is 130; a run stopped by SIGTERM after saving is 143; a bad command line is
-2. A traceback is printed only for genuine bugs, or for any error with `--verbose`. JAX failing to
-start the backend `JAX_PLATFORMS` names counts as expected: it is the machine, not a bug.
+2 (`UsageError`, or argparse's own exit). A traceback is printed only for genuine bugs, or for
+any error with `--verbose`. JAX failing to start the backend `JAX_PLATFORMS` names counts as
+expected: it is the machine, not a bug.
 """
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ class UserError(Exception):
     `ValueError` and `OSError` raised by the library count as expected too: the library's own
     messages name the file, tensor or config field at fault.
     """
+
+
+class UsageError(UserError):
+    """A bad command line (an unknown flag, a missing or stray argument): one line and status 2,
+    the status argparse gives the other commands' bad command lines."""
 
 
 EXPECTED_ERRORS = (UserError, ValueError, OSError)
@@ -151,7 +157,7 @@ def run_command(
         if verbose:
             traceback.print_exc()
         print(error_line(command, describe(error)), file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(error, UsageError) else EXIT_FAILED
 
 
 def usage() -> str:

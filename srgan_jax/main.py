@@ -9,6 +9,7 @@ run.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -23,17 +24,24 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and samples.")
+# No default here: config_flags would load a default at import, with the `--config.x` overrides
+# it finds in sys.argv then (an unknown field was a traceback, and overrides without --config were
+# 'unknown flags' afterwards). `_run` passes DEFAULT_CONFIG when --config is not given.
 config_flags.DEFINE_config_file(
     "config",
-    DEFAULT_CONFIG,
-    "Training config file (srgan_jax/configs/*.py); override fields with --config.field=value.",
+    None,
+    "Training config file (srgan_jax/configs/*.py; default: configs/default.py, the paper's "
+    "SRGAN-VGG54); override fields with --config.field=value.",
     lock_config=True,
 )
+_CONFIG_FLAG = re.compile(r"--?config(=|$)")  # --config=FILE or --config FILE, as config_flags
 flags.mark_flags_as_required(["workdir"])
 
 
 def _parse(argv: list[str]) -> list[str]:
-    """absl's flag parsing and the config file's loading, with errors as one-line `UserError`s."""
+    """absl's flag parsing and the config file's loading, with errors as one line each: a bad
+    command line (an unknown flag, no --workdir) a `cli.UsageError`, a config file or field that
+    cannot be read a `cli.UserError`."""
     try:
         rest = FLAGS(argv)
         FLAGS.config.get("seed")  # config_flags reports a file it failed to load on first use
@@ -42,14 +50,17 @@ def _parse(argv: list[str]) -> list[str]:
         raise cli.UserError(f"a --config.* override names an unknown field {field!r}") from error
     except OSError as error:  # the config file: its last line says why it did not load
         raise cli.UserError(f"--config: {str(error).strip().splitlines()[-1].strip()}") from error
-    except Exception as error:  # noqa: BLE001 (absl and config_flags raise several kinds)
+    except flags.Error as error:  # absl: 'flag --config.x=v: why' is a field, the rest usage
+        problem = cli.UserError if str(error).startswith("flag --config") else cli.UsageError
+        raise problem(f"flags or config file: {cli.one_line(error)}") from error
+    except Exception as error:  # noqa: BLE001 (config files raise anything)
         raise cli.UserError(f"flags or config file: {cli.one_line(error)}") from error
     return rest
 
 
 def _train(argv: Sequence[str]) -> int:
     if len(argv) > 1:
-        raise cli.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     parallel.maybe_initialize_distributed(FLAGS.config)  # before anything touches the devices
     logging.info("JAX process %d of %d", jax.process_index(), jax.process_count())
     logging.info("JAX local devices: %r", jax.local_devices())
@@ -71,8 +82,9 @@ def _train(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Trains under absl (flags, logging) with `argv` (default sys.argv[1:]); the exit status.
 
-    Errors follow `srgan_jax.cli.run_command`: one line and status 1 for a bad flag, config field,
-    workdir or input; 143 (SIGTERM) or 130 (Ctrl-C) after a stop that saved a checkpoint.
+    Errors follow `srgan_jax.cli.run_command`: one line and status 1 for a bad config file or
+    field, workdir or input; status 2 for a bad command line (an unknown flag, no --workdir, a
+    stray argument); 143 (SIGTERM) or 130 (Ctrl-C) after a stop that saved a checkpoint.
     """
     args = sys.argv[1:] if argv is None else list(argv)
     return cli.run_command("train", _run, args)
@@ -81,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: list[str]) -> int:
     # config_flags finds `--config.x` overrides in sys.argv; absl's app.run ends by raising
     # SystemExit, turned here into a return value so that `srgan-jax train` can call this.
+    if not any(_CONFIG_FLAG.match(arg) for arg in args):
+        args = [f"--config={DEFAULT_CONFIG}", *args]
     saved_argv, sys.argv = sys.argv, ["srgan-jax train", *args]
     # A second call in one process must not inherit the first one's flags, nor find the
     # `--config.x` flags config_flags defined for the first one's overrides (defined twice).

@@ -50,15 +50,65 @@ def test_default_config_is_the_papers_srgan_vgg54_run():
 
 
 @pytest.mark.parametrize(
-    "argv",
+    "argv, message",
     [
-        [],  # --workdir is required
-        ["--workdir=/tmp/x", "stray-argument"],
-        ["--workdir=/tmp/x", "--config.no_such_field=1"],
+        ([], "flags or config file: flag --workdir=None: Flag --workdir must have a value other "
+             "than None."),
+        (["--workdir=WORKDIR", "stray-argument"], "unexpected arguments: stray-argument"),
+        (["--workdir=WORKDIR", "--no_such_flag"],
+         "flags or config file: Unknown command line flag 'no_such_flag'"),
+        (["--workdir=WORKDIR", "--config.seed=1", f"--config={test_config.__file__}"],
+         "flags or config file: Found --config.seed=1 in argv before a value for --config was "
+         "specified"),
     ],
+    ids=["no workdir", "stray argument", "unknown flag", "override before --config"],
 )
-def test_usage_errors_return_a_nonzero_status(argv, capsys):
-    assert main.main(argv) != 0
+def test_a_bad_command_line_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    """README: exit 2 for a bad command line, one line; was exit 1 like a bad config field."""
+    workdir = tmp_path / "run"
+    argv = [arg.replace("WORKDIR", str(workdir)) for arg in argv]
+    assert main.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == f"srgan-jax train: {message}\n"
+    assert not workdir.exists()
+
+
+def _absl_info(line: str) -> bool:
+    return re.match(r"I\d{4} \d\d:\d\d:\d\d", line) is not None
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--config.no_such_field=1"],
+         "a --config.* override names an unknown field 'no_such_field'"),
+        (["--config=CONFIG", "--config.no_such_field=1"],
+         "a --config.* override names an unknown field 'no_such_field'"),
+        (["--config=missing.py"], "--config: [Errno 2] No such file or directory: 'missing.py'"),
+        (["--config=CONFIG", "--config.batch_size=abc"],
+         "flags or config file: flag --config.batch_size=abc: invalid literal for int() with "
+         "base 10: 'abc'"),
+        (["--config=CONFIG", "--config.data.source=nonsense"],
+         "config.data.source must be one of ('folder', 'demo', 'tfds'), got 'nonsense'"),
+        (["--config.seed=-1"],  # the default config, overridden without --config
+         "config.seed must be an integer >= 0, got -1"),
+    ],
+    ids=["unknown field", "unknown field of a file", "missing file", "unparsable value",
+         "bad value", "bad value of the default config"],
+)
+def test_a_bad_config_is_one_line_and_exit_1_before_compiling(overrides, message, tmp_path):
+    """`python -m srgan_jax.main` as a user runs it, compilations logged (JAX_LOG_COMPILES): the
+    error line is all it writes besides absl's INFO lines, and no workdir is made. Was, without
+    --config: a traceback for an unknown field, and 'unknown flag' for a known one."""
+    workdir = tmp_path / "run"
+    overrides = [arg.replace("CONFIG", test_config.__file__) for arg in overrides]
+    done = subprocess.run(
+        [sys.executable, "-m", "srgan_jax.main", f"--workdir={workdir}", *overrides],
+        cwd=tmp_path, capture_output=True, text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", JAX_LOG_COMPILES="1"))
+    assert done.returncode == cli.EXIT_FAILED and done.stdout == ""
+    lines = [line for line in done.stderr.splitlines() if not _absl_info(line)]
+    assert lines == [f"srgan-jax train: {message}"], done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_every_config_file_loads_with_the_shared_fields():
@@ -140,6 +190,21 @@ def test_a_resume_that_would_reenter_pretraining_is_refused(tmp_path, capsys):
         "keep --config.pretrain.steps=60; to train its generator in the pretrain phase again, "
         f"start a new --workdir with --config.pretrain.init_from={tmp_path / 'run'}\n")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+def test_a_checkpoint_of_another_model_is_one_line_and_exit_1(tmp_path, capsys):
+    """README: another model's checkpoint in the workdir is one line naming the field, exit 1,
+    and the checkpoint is left as it was."""
+    saved_run(tmp_path / "run", 2, "pretrain")
+    step = tmp_path / "run" / "checkpoints" / "2"
+    before = sorted((p.relative_to(step), p.stat().st_mtime_ns) for p in step.rglob("*"))
+    assert train("--config.model.num_blocks=2", workdir=tmp_path / "run") == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err == (f"srgan-jax train: checkpoint {step} was written with model.num_blocks=1 but "
+                   "the config has model.num_blocks=2; use a new --workdir, or set "
+                   "--config.model.num_blocks=1\n")
+    assert sorted((p.relative_to(step), p.stat().st_mtime_ns) for p in step.rglob("*")) == before
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["2"]
 
 
 def test_a_clean_finish_releases_the_workdir_lock(tmp_path, caplog):
@@ -263,6 +328,7 @@ def test_a_damaged_newest_checkpoint_falls_back_without_library_tracebacks(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     lines = warnings_and_errors(done.stderr)
     assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "resumed at step 1 (phase pretrain)" in done.stderr  # not from scratch
     assert re.fullmatch(r"W.* checkpoints.py:\d+\] checkpoint of step 2 is unreadable \(.*\); "
                         rf"moved it to {tmp_path / 'run'}/damaged_checkpoints/2-\d+-\d+ and "
                         "trying the step before", lines[0]), lines[0]

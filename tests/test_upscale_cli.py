@@ -10,6 +10,7 @@ from srgan_jax import image_io
 from srgan_jax.upscaling import registry, upscale_cli
 from srgan_jax.upscaling.inference import upscale
 from srgan_jax.upscaling.model_file import save_model
+from srgan_jax.upscaling.tiling import receptive_field_radius
 
 RNG = np.random.default_rng(0)
 
@@ -169,7 +170,7 @@ def test_outscale_resizes_the_models_output_with_matlab_bicubic(model, inputs, t
 
 
 def test_real_esrgan_flags(model, inputs, tmp_path):
-    """-i (repeatable, with positional inputs), -n, -t, --tile_pad, --fp32, --half, --ext."""
+    """-i (repeatable, with positional inputs), -n, --fp32, --half, --ext (-t, --tile_pad below)."""
     out = tmp_path / "out"
     common = ["-o", str(out), "-n", model, "--ext", "png"]
     assert upscale_cli.main([str(inputs / "rgb.png"), "-i", str(inputs / "sub"),
@@ -177,12 +178,65 @@ def test_real_esrgan_flags(model, inputs, tmp_path):
     assert sorted(p.name for p in out.rglob("*.png")) == [
         "deep16_x4.png", "gray_x4.png", "rgb_x4.png", "rgba_x4.png"]
     reference = image_io.read_image(out / "rgb_x4.png").pixels
-    tiled = tmp_path / "tiled.png"
-    assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(tiled), "-n", model,
-                             "-t", "30", "--tile_pad", "12"]) == 0  # exact: pad = receptive field
-    assert np.abs(image_io.read_image(tiled).pixels.astype(int) - reference).max() <= 1
     half = tmp_path / "half.png"
     assert upscale_cli.main(["-i", str(inputs / "rgb.png"), "-o", str(half), "-n", model,
                              "--half"]) == 0
     difference = np.abs(image_io.read_image(half).pixels.astype(int) - reference)
     assert difference.max() > 0 and difference.mean() < 3  # bfloat16: close, not equal
+
+
+def test_tile_pad_across_tiles(model, tmp_path):
+    """-t 30 on a 20x60 image: two tiles side by side, keeping LR columns [0, 30) and [30, 60)
+    (all rows), each read with --tile_pad p more on every side. With p at least the receptive
+    field R (the default), tiled is untiled. With a smaller p, as Real-ESRGAN's --tile_pad, a
+    pixel is still exact where its R-neighbourhood lies inside the window it was kept from, that
+    is at least R - p inside its tile, and only there: elsewhere (the seam between the tiles,
+    the image border, which now sees p mirrored pixels instead of R) the windows' edges show."""
+    photo = tmp_path / "wide.png"
+    Image.fromarray(pixels((20, 60, 3))).save(photo)
+    untiled = upscale(model, image_io.read_image(photo).pixels).astype(int)
+
+    def tiled(pad: int) -> np.ndarray:
+        out = tmp_path / f"pad{pad}.png"
+        assert upscale_cli.main(["-i", str(photo), "-o", str(out), "-n", model, "-t", "30",
+                                 "--tile_pad", str(pad)]) == 0
+        return image_io.read_image(out).pixels.astype(int)
+
+    radius, s = receptive_field_radius(TINY.num_blocks, TINY.scale), TINY.scale
+    for pad in (radius, radius + 5):
+        assert np.abs(tiled(pad) - untiled).max() <= 1, pad
+    pad = 6
+    inset = radius - pad
+    difference = np.abs(tiled(pad) - untiled).max(axis=2)
+    exact = np.zeros_like(difference, bool)
+    for first, last in ((0, 30), (30, 60)):  # each tile's kept columns, inset by R - p
+        exact[inset * s : (20 - inset) * s, (first + inset) * s : (last - inset) * s] = True
+    assert difference[exact].max() <= 1
+    assert difference[:, (30 - inset) * s : (30 + inset) * s].max() > 8  # the seam shows
+
+
+def test_symbolic_links_out_of_the_output_folder_are_refused(model, tmp_path, capsys):
+    """README: outputs always land inside -o; symbolic links out of it are refused, even with
+    --overwrite: a sub-folder of -o that links elsewhere, and an output name that is a link to
+    a file elsewhere. The other outputs are written; exit 1."""
+    source = tmp_path / "in"
+    for name in ("a.png", "sub/b.png", "c.png"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels((4, 5, 3))).save(source / name)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    (elsewhere / "victim.png").write_bytes(b"the user's file")
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere / "sub")
+    (out / "c_x4.png").symlink_to(elsewhere / "victim.png")
+    assert upscale_cli.main([str(source), "-o", str(out), "--model", model, "--overwrite"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("srgan-jax upscale: ")]
+    assert lines[:2] == [
+        f"srgan-jax upscale: {source / 'c.png'}: output {out / 'c_x4.png'} would be written "
+        f"outside {out} (through a symbolic link?)",
+        f"srgan-jax upscale: {source / 'sub' / 'b.png'}: output {out / 'sub' / 'b_x4.png'} "
+        f"would be written outside {out} (through a symbolic link?)"]
+    assert (elsewhere / "victim.png").read_bytes() == b"the user's file"
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["sub", "victim.png"]
+    assert (out / "a_x4.png").is_file() and not (out / "a_x4.png").is_symlink()

@@ -144,13 +144,34 @@ def test_alpha_by_the_model(upscaler, variables):
         (lambda a: Image.fromarray(a).convert("P"), "RGB"),
         (lambda a: Image.fromarray(a).convert("CMYK"), "RGB"),
         (lambda a: Image.fromarray(a).convert("1"), "L"),
+        (lambda a: Image.fromarray(a[..., 0] / np.float32(255)), "F"),
     ],
+    ids=["RGB", "L", "RGBA", "LA", "I;16", "I", "P", "CMYK", "1", "F"],
 )
-def test_pil_images(upscaler, make, mode):
-    pixels = np.random.default_rng(5).integers(0, 256, (6, 7, 3)).astype(np.uint8)
-    out = upscale(upscaler, make(pixels))
+def test_pil_images(upscaler, variables, make, mode):
+    """Each PIL mode comes back in its mode, with the float64 reference's pixels: the input as
+    Pillow converts it to that mode, over its peak (65535 for the 16-bit modes, 1 for F), the
+    module, gray as luma, alpha by bicubic (all 255 here, so 255). Within a level of the mode's
+    rounding, 2 for 16 bits (the module's float32 error, 1e-5, is 0.7 of 65535's levels); wrong
+    16-bit scaling is off by thousands."""
+    image = make(np.random.default_rng(5).integers(0, 256, (6, 7, 3)).astype(np.uint8))
+    out = upscale(upscaler, image)
     assert isinstance(out, Image.Image)
     assert out.mode == mode and out.size == (28, 24)
+    peak = {"I;16": 65535, "I": 65535, "F": 1}.get(mode, 255)
+    seen = np.asarray(image.convert(mode) if image.mode != mode else image, np.float64) / peak
+    seen = seen.reshape(6, 7, -1)
+    colours = 3 if seen.shape[-1] >= 3 else 1
+    rgb = np.broadcast_to(seen[..., :colours], (6, 7, 3))
+    sr = reference(variables, rgb)
+    expected = sr if colours == 3 else (sr @ LUMA)[..., None]
+    if seen.shape[-1] in (2, 4):  # the alpha channel
+        assert (seen[..., -1] == 1).all()
+        expected = np.concatenate([expected, np.ones((24, 28, 1))], axis=-1)
+    expected = expected * peak if mode == "F" else np.round(expected * peak)
+    got = np.asarray(out, np.float64).reshape(expected.shape)
+    tolerance = {"I;16": 2, "I": 2, "F": 1e-5}.get(mode, 1)
+    assert np.abs(got - expected).max() <= tolerance
 
 
 def test_pil_palette_with_transparency_keeps_it(upscaler):

@@ -74,14 +74,19 @@ def _train(workdir, compilation_cache: str, *overrides: str) -> None:
     assert returncode == 0, _log_tail(workdir)
 
 
+def _wait_until(done, workdir, process: subprocess.Popen, what: str) -> None:
+    """Until `done()`, failing if the run of `workdir` ends first or PROCESS_TIMEOUT passes."""
+    deadline = time.monotonic() + PROCESS_TIMEOUT
+    while not done():
+        assert process.poll() is None, _log_tail(workdir)
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.05)
+
+
 def _wait_for_checkpoint(workdir, step: int, process: subprocess.Popen) -> None:
     """Until step `step`'s checkpoint is committed (orbax renames it into place when complete)."""
     path = os.path.join(workdir, "checkpoints", str(step))
-    deadline = time.monotonic() + PROCESS_TIMEOUT
-    while not os.path.isdir(path):
-        assert process.poll() is None, _log_tail(workdir)
-        assert time.monotonic() < deadline, f"no checkpoint {path}"
-        time.sleep(0.05)
+    _wait_until(lambda: os.path.isdir(path), workdir, process, f"checkpoint {path}")
 
 
 def _final_states(workdir) -> checkpoints.TrainingCheckpoint:
@@ -178,6 +183,29 @@ def test_sigterm_saves_and_a_restart_continues_exactly(reference_run, compilatio
     _assert_same_states(_final_states(workdir), _final_states(reference_run))
     resumed = _scalars(_events(workdir), "pixel_loss")
     assert stopped_at + 1 in resumed
+
+
+def test_ctrl_c_saves_and_exits_130(compilation_cache, tmp_path):
+    """README: Ctrl-C, like SIGTERM, finishes the step, writes its checkpoint and says so, and the
+    status is 130 (128 + SIGINT), so that a script can tell the run did not finish. No other
+    checkpoint is due in this run: the one there is the stop's."""
+    workdir = str(tmp_path / "workdir")
+    endless = ["--config.pretrain.steps=1000000", "--config.gan.steps=0"]
+    cadences = [f"--config.{name}=1000000"
+                for name in ("eval_every", "sample_every", "checkpoint_every")]
+    process = _start(workdir, compilation_cache, *endless, *cadences)
+    log = pathlib.Path(f"{workdir}.log")
+    _wait_until(lambda: "pretrain step 10/" in log.read_text(), workdir, process, "step 10")
+    process.send_signal(signal.SIGINT)
+    assert _finish(process) == 130, _log_tail(workdir)
+    stopped = re.search(r"srgan-jax train: stopped by SIGINT at step (\d+); its checkpoint is "
+                        rf"in {re.escape(workdir)}: run the same command to continue\n",
+                        log.read_text())
+    assert stopped, _log_tail(workdir)
+    step = int(stopped[1])
+    with checkpoints.Checkpointer(workdir, CONFIG) as ckpt:
+        assert ckpt.all_steps() == [step] and step >= 10
+        assert ckpt.read_meta(step)["step"] == step
 
 
 def test_sigkill_resumes_from_the_last_checkpoint(reference_run, compilation_cache, tmp_path):
@@ -287,12 +315,19 @@ def test_two_processes_train_resume_and_match_one(reference_run, compilation_cac
     # The generator, trained 64 steps, agrees tightly. The discriminator sees 16x16 crops, where
     # its last BatchNorms normalise over four values each: gloo's other summation order changes
     # its four GAN updates (Adam, lr 1e-4) by up to a few 1e-4 in some weights, from run to run,
-    # so it is held to its updates' size and its logged losses to 1 %.
+    # about what four updates move a weight (at most 4e-4: atol=4e-4 let a D with three updates
+    # through). So each of its tensors is held to how far those updates moved it from its start:
+    # measured, the two runs differ by 0.2 % of that; a D that did not train, trained fewer steps
+    # or on other batches differs by a large part of it. Its logged losses agree to 1 %.
     for x, y in zip(jax.tree.leaves(a.generator), jax.tree.leaves(b.generator), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=1e-5)
-    for x, y in zip(jax.tree.leaves(a.discriminator.params),
-                    jax.tree.leaves(b.discriminator.params), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=4e-4)
+    start = phases.create_states(CONFIG, "gan", jax.random.key(CONFIG.seed), None)[1].params
+    for (path, x), y, x0 in zip(jax.tree_util.tree_flatten_with_path(a.discriminator.params)[0],
+                                jax.tree.leaves(b.discriminator.params), jax.tree.leaves(start),
+                                strict=True):
+        moved = np.linalg.norm(np.asarray(y) - np.asarray(x0))
+        assert np.linalg.norm(np.asarray(x) - np.asarray(y)) < 0.05 * moved, (
+            jax.tree_util.keystr(path), moved)
     for tag in ("d_loss", "d_real", "d_fake"):
         got, expected = _scalars(_events(workdir), tag), _scalars(_events(reference_run), tag)
         assert sorted(got) == sorted(expected) == [61, 64], tag

@@ -160,14 +160,20 @@ def assert_same_training(actual, expected, start, rtol=2e-3):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("mode", ["pmap", "jit"])
 def test_eight_devices_train_like_one(runs, mode, optimizer):
-    """Every state leaf changes alike, to 0.2% of the leaf's largest change: with SGD, a gradient
-    summed instead of averaged over the devices (8x), or BN statistics of one device's images,
-    fail by far; with Adam, so do a wrong optimizer state, step count or schedule."""
+    """Every state leaf changes alike, to 0.2% (SGD) or 1% (Adam) of the leaf's largest change:
+    with SGD, a gradient summed instead of averaged over the devices (8x), or BN statistics of one
+    device's images, fail by far; with Adam, so do a wrong optimizer state, step count or
+    schedule."""
     result, reference = runs(mode, optimizer), runs("none", optimizer)
     init = reference["init"]
-    assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"])
+    # Adam divides each element's step by its gradient's size, so an element whose gradient is near
+    # float32's summation noise (a D BatchNorm scale) can move 0.5 % differently with the order of
+    # the sums (seen once, under two pytest workers); a step count off by one changes Adam's third
+    # step by 16 % (its bias corrections), a wrong schedule or one device's statistics by more.
+    rtol = {"sgd": 2e-3, "adam": 1e-2}[optimizer]
+    assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"], rtol)
     start = {"g": init["gan_g"], "d": init["d"]}
-    assert_same_training(result["gan"], reference["gan"], start)
+    assert_same_training(result["gan"], reference["gan"], start, rtol)
     for key, value in reference["gan_metrics"].items():
         np.testing.assert_allclose(result["gan_metrics"][key], value, rtol=1e-4, err_msg=key)
 

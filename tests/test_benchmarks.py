@@ -79,6 +79,7 @@ def test_device_peaks(kind, dtype, peak):
     assert flops.device_peak(kind, dtype) == peak
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_quick(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     out = _run("train_step.py", "--quick", "--jsonl", str(jsonl))
@@ -98,6 +99,7 @@ def test_train_step_benchmark_quick(tmp_path):
     assert all(r["temp_mb"] is None or r["temp_mb"] > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_device_run_bench_sweeps_steps_per_call_and_degradation(tmp_path):
     """`device_run.sh bench` at its CPU size: the K x degradation sweep and the input rate."""
     data = REPO.parent / "shared" / "data"
@@ -151,6 +153,7 @@ def test_inference_benchmark_runs():
     assert "| 64x64 | float32 | tiled |" in out
 
 
+@pytest.mark.slow
 def test_device_run_train_ships_both_models_with_card_and_picture(shared_data, tmp_path):
     """`device_run.sh train` at its CPU size: SRResNet-MSE then SRGAN-MSE from it, both written in
     the shipped format (loadable as shipped models), the card's table and the comparison picture."""

@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "budget_training.py"
 
@@ -23,6 +25,7 @@ def run_budget(workdir: pathlib.Path, data: pathlib.Path, *flags: str) -> dict:
     return json.loads((workdir / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_budget_training_trains_exports_evaluates_and_resumes(shared_data, tmp_path):
     first = run_budget(tmp_path, shared_data, "--pretrain_minutes=0.2", "--gan_minutes=0.1")
     runs = first["runs"]

@@ -124,6 +124,7 @@ def test_folding_a_generator_without_batch_norm_is_refused_by_name(tmp_path):
         config_validation.validate(config)
 
 
+@pytest.mark.slow
 def test_a_folded_run_trains_resumes_and_exports_a_batch_norm_free_model(tmp_path):
     """Both phases through `main`, the GAN phase folded; a second invocation resumes it; the
     exported file is BN-free and upscales."""

@@ -300,6 +300,7 @@ def warnings_and_errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if not line.startswith("I")]
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_is_one_line_and_loses_nothing(tmp_path):
     """Was: dozens of orbax/asyncio tracebacks ('Event loop is closed') around the message. The
     GAN phase's first checkpoint (its discriminator is larger than the limit) cannot be written;
@@ -316,6 +317,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_loses_nothing(tmp_path):
         assert ckpt.all_steps() == [1, 2] and ckpt.read_meta(2)["step"] == 2
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_without_library_tracebacks(tmp_path):
     """Was: the right warning among orbax's tracebacks."""
     assert train_process(tmp_path / "run", "--config.pretrain.steps=2",

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "experiments" / "colab_tpu.ipynb"
 
@@ -97,6 +99,7 @@ def _run_all(workdir: pathlib.Path, local_dir: pathlib.Path, gan_steps: int):
     return result
 
 
+@pytest.mark.slow
 def test_notebook_code_cells_run_on_cpu_and_resume_after_a_disconnect(tmp_path):
     workdir, local_dir = tmp_path / "run", tmp_path / "local"
     result = _run_all(workdir, local_dir, gan_steps=2)

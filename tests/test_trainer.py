@@ -168,6 +168,7 @@ def test_two_phase_run_learns_and_writes_outputs(reference_run):
         }
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_a_restart_continues_exactly(reference_run, compilation_cache, tmp_path):
     workdir = str(tmp_path / "workdir")
     process = _start(workdir, compilation_cache)
@@ -185,6 +186,7 @@ def test_sigterm_saves_and_a_restart_continues_exactly(reference_run, compilatio
     assert stopped_at + 1 in resumed
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130(compilation_cache, tmp_path):
     """README: Ctrl-C, like SIGTERM, finishes the step, writes its checkpoint and says so, and the
     status is 130 (128 + SIGINT), so that a script can tell the run did not finish. No other
@@ -208,6 +210,7 @@ def test_ctrl_c_saves_and_exits_130(compilation_cache, tmp_path):
         assert ckpt.read_meta(step)["step"] == step
 
 
+@pytest.mark.slow
 def test_sigkill_resumes_from_the_last_checkpoint(reference_run, compilation_cache, tmp_path):
     workdir = str(tmp_path / "workdir")
     process = _start(workdir, compilation_cache)
@@ -251,6 +254,7 @@ def test_four_steps_per_call_train_like_one(four_steps_per_call_run, reference_r
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-2, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_sigterm_inside_a_block_of_four_resumes_exactly(
         four_steps_per_call_run, compilation_cache, tmp_path):
     workdir = str(tmp_path / "workdir")
@@ -262,6 +266,7 @@ def test_sigterm_inside_a_block_of_four_resumes_exactly(
     _assert_same_states(_final_states(workdir), _final_states(four_steps_per_call_run))
 
 
+@pytest.mark.slow
 def test_second_run_on_a_busy_workdir_fails_and_loses_nothing(compilation_cache, tmp_path):
     workdir = str(tmp_path / "workdir")
     first = _start(workdir, compilation_cache)
@@ -296,6 +301,7 @@ def _start_two_hosts(workdir, compilation_cache: str) -> list[subprocess.Popen]:
     ]
 
 
+@pytest.mark.slow
 def test_two_processes_train_resume_and_match_one(reference_run, compilation_cache, tmp_path):
     """Multi-host on one machine: two processes of 4 devices each, killed after a checkpoint and
     restarted, end where the one-process 8-device run of the same global batches ends."""

@@ -135,8 +135,9 @@ def runs(global_batch, vgg_params):
     return get
 
 
-def assert_same_training(actual, expected, start, rtol=2e-3):
-    """Leafwise equal changes from `start`, to `rtol` of the leaf's largest change."""
+def assert_same_training(actual, expected, start, rtol=2e-3, norm_rtol=None):
+    """Leafwise equal changes from `start`: each element to `rtol` of the leaf's largest change
+    and, given `norm_rtol`, the whole leaf's difference to that fraction of its change's norm."""
     flat_actual, flat_expected, flat_start = (
         jax.tree_util.tree_flatten_with_path(tree)[0] for tree in (actual, expected, start)
     )
@@ -155,25 +156,30 @@ def assert_same_training(actual, expected, start, rtol=2e-3):
         change = e - s
         atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
         np.testing.assert_allclose(a - s, change, rtol=rtol, atol=atol, err_msg=name)
+        if norm_rtol is not None:
+            difference = np.linalg.norm(a - e) - 2e-7 * np.linalg.norm(s)
+            assert difference <= norm_rtol * np.linalg.norm(change), name
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("mode", ["pmap", "jit"])
 def test_eight_devices_train_like_one(runs, mode, optimizer):
-    """Every state leaf changes alike, to 0.2% (SGD) or 1% (Adam) of the leaf's largest change:
-    with SGD, a gradient summed instead of averaged over the devices (8x), or BN statistics of one
-    device's images, fail by far; with Adam, so do a wrong optimizer state, step count or
-    schedule."""
+    """Every state leaf changes alike. SGD: each element to 0.2 % of the leaf's largest change, so
+    a gradient summed instead of averaged over the devices (8x), or BN statistics of one device's
+    images, fail by far. Adam: the leaf as a whole to 0.5 % of its change's norm, so a wrong
+    optimizer state, step count (its bias corrections move a first step by 26 % when the count
+    starts off by one) or schedule fails."""
     result, reference = runs(mode, optimizer), runs("none", optimizer)
     init = reference["init"]
-    # Adam divides each element's step by its gradient's size, so an element whose gradient is near
-    # float32's summation noise (a D BatchNorm scale) can move 0.5 % differently with the order of
-    # the sums (seen once, under two pytest workers); a step count off by one changes Adam's third
-    # step by 16 % (its bias corrections), a wrong schedule or one device's statistics by more.
-    rtol = {"sgd": 2e-3, "adam": 1e-2}[optimizer]
-    assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"], rtol)
+    # Adam divides each element's step by its gradient's size, so one element whose gradient is a
+    # cancellation at float32's summation noise can move by a few % of the leaf's largest change
+    # with the order of the sums alone (a D Conv_0 weight: 3.7 % on CI's CPU, 0.05 % here; 0.11 %
+    # of the leaf's change norm). Elements are held loosely for Adam, leaves tightly.
+    tolerances = {"sgd": {"rtol": 2e-3}, "adam": {"rtol": 0.1, "norm_rtol": 5e-3}}[optimizer]
+    assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"],
+                         **tolerances)
     start = {"g": init["gan_g"], "d": init["d"]}
-    assert_same_training(result["gan"], reference["gan"], start, rtol)
+    assert_same_training(result["gan"], reference["gan"], start, **tolerances)
     for key, value in reference["gan_metrics"].items():
         np.testing.assert_allclose(result["gan_metrics"][key], value, rtol=1e-4, err_msg=key)
 

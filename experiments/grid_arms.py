@@ -54,6 +54,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "adv_5e-4": {"gan.adversarial_weight": 5e-4},
     "resize_conv": {"model.upsampler": "resize_conv", **RESTART},
     "icnr_start": RESTART,
+    # the two that delayed the grid longest, together
+    "resize_conv_spectral": {"model.upsampler": "resize_conv",
+                             "gan.discriminator_normalization": "spectral", **RESTART},
 }
 TABLE_STEPS = (250, 500, 1000)
 STRIP_CROPS = {"comic": ("comic.png", 60, 40), "foreman": ("foreman.png", 40, 90),

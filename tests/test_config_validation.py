@@ -10,7 +10,7 @@ from srgan_jax.configs import default
 from srgan_jax.training import config_validation
 
 SHIPPED = ["default", "demo", "test", "srresnet_mse", "srresnet_vgg22", "srgan_mse",
-           "srgan_vgg22", "srgan_vgg54"]
+           "srgan_mse_gridfree", "srgan_vgg22", "srgan_vgg54"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

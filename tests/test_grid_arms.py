@@ -84,3 +84,19 @@ def test_report_writes_the_table_and_the_strips(grid_arms, tmp_path, capsys):
         assert strip.shape == (panel, 5 * panel + 4 * gap, 3)
         hr = image_io.read_image(tmp_path / "hr_crops" / f"{name}.png").pixels
         np.testing.assert_array_equal(strip[::2, -panel::2], hr)
+
+
+def test_the_gridfree_config_is_the_combination_arms_recipe(grid_arms):
+    """`srgan_mse_gridfree.py` (the shipped model's recipe) changes from SRGAN-MSE exactly the
+    fields the `resize_conv_spectral` arm changes, to the same values."""
+    from srgan_jax.configs import srgan_mse, srgan_mse_gridfree
+
+    paper, recipe = srgan_mse.get_config().to_dict(), srgan_mse_gridfree.get_config().to_dict()
+    changed = {f"{section}.{name}": value
+               for section, fields in recipe.items() if isinstance(fields, dict)
+               for name, value in fields.items() if paper[section].get(name) != value}
+    assert not {k for k in recipe if recipe[k] != paper[k] and not isinstance(recipe[k], dict)}
+    arm = {field: value for field, value in grid_arms.ARMS["resize_conv_spectral"].items()
+           if paper[field.split(".")[0]][field.split(".")[1]] != value}  # a change, not a restate
+    assert changed == arm
+    assert changed["pretrain.init_from"] == grid_arms.START

@@ -118,6 +118,7 @@ def test_every_config_file_loads_with_the_shared_fields():
         "default",
         "demo",
         "srgan_mse",
+        "srgan_mse_gridfree",
         "srgan_vgg22",
         "srgan_vgg54",
         "srresnet_mse",
@@ -132,7 +133,7 @@ def test_every_config_file_loads_with_the_shared_fields():
         losses[name] = (config.pretrain.content_loss, config.gan.steps and config.gan.content_loss)
     assert losses["srresnet_mse"] == ("mse", 0)
     assert losses["srresnet_vgg22"] == ("vgg22", 0)
-    assert losses["srgan_mse"] == ("mse", "mse")
+    assert losses["srgan_mse"] == losses["srgan_mse_gridfree"] == ("mse", "mse")
     assert losses["srgan_vgg22"] == ("mse", "vgg22")
     assert losses["srgan_vgg54"] == losses["default"] == ("mse", "vgg54")
 

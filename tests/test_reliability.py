@@ -520,8 +520,8 @@ def test_a_newline_in_a_file_name_stays_on_one_line(model, tmp_path, capsys):
 
 @pytest.mark.parametrize(("model_name", "error", "message"), [
     ("", ValueError, "the model name is empty; give a shipped model's name (srresnet_mse_x4 "
-                     "(default), srgan_mse_x4), a model file or a training workdir (or no model "
-                     "for the default)"),
+                     "(default), srgan_mse_gridfree_x4, srgan_mse_x4), a model file or a training "
+                     "workdir (or no model for the default)"),
     (123, TypeError, "the model must be a shipped model's name, a path to a model file or "
                      "training workdir, or None (the default shipped model), got int 123"),
 ])
